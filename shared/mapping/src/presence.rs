@@ -1,0 +1,317 @@
+//! The presence reducer (§5, the seeds' rule): a pure function over a client's state and one
+//! lifecycle event.
+//!
+//! The rule: per client, each channel (TCP connection / IoT session) has one connect and one
+//! offline event (disconnect and/or tcpclean). An offline event ends only the channel it names,
+//! never a newer connection. The client is online while some channel has a connect and no
+//! offline event.
+//!
+//! Why per-channel state rather than "the last event wins": events arrive duplicated and in any
+//! order (SQS standard queues, redeliveries, a flash reconnect whose new connect overtakes the
+//! old channel's tcpclean). Each channel keeps the earliest connect time and the earliest
+//! offline time it has seen; both merges are `min`, which is commutative, associative and
+//! idempotent, so any order and any duplication give the same state. An offline event that
+//! arrives before its connect is remembered (`offline_at` set, `connected_at` empty), so the
+//! late connect cannot reopen the channel.
+//!
+//! # Storage
+//! [`ChannelState`] is one DynamoDB item of `PresenceTable` (HASH `clientId`, RANGE
+//! `channelId`) with the attributes named in [`attrs`]. [`ChannelState::merge`] returns `None`
+//! when an event changes nothing (a duplicate), so a redelivery costs no write; otherwise the
+//! new item can be written with a condition on the old one (optimistic concurrency).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::lifecycle::{LifecycleEvent, LifecycleKind, OfflineReason};
+
+/// The DynamoDB attribute names of a presence item.
+pub mod attrs {
+    /// HASH key: the client ID.
+    pub const CLIENT_ID: &str = "clientId";
+    /// RANGE key: the channel ID.
+    pub const CHANNEL_ID: &str = "channelId";
+    /// Earliest connect time seen on the channel, ms (absent until the connect arrives).
+    pub const CONNECTED_AT: &str = "connectedAt";
+    /// Earliest offline time seen on the channel, ms (absent while open).
+    pub const OFFLINE_AT: &str = "offlineAt";
+    /// The event kind that gave `offlineAt` (`disconnect` or `tcpclean`).
+    pub const OFFLINE_KIND: &str = "offlineKind";
+    /// Why the channel went offline, when known.
+    pub const OFFLINE_REASON: &str = "offlineReason";
+    /// The client's address on the connect.
+    pub const CLIENT_IP: &str = "clientIp";
+    /// The `channelId` of the per-client head item (a prefix events cannot use): the version
+    /// lock of the client's items, and the rooms the client joined.
+    pub const HEAD: &str = "#head";
+    /// On the head item: the version every write of the client's state is conditioned on.
+    pub const VERSION: &str = "version";
+    /// On the head item: the rooms the client joined (a string set), added by the moderation
+    /// function's `join` in the transaction that records the membership, so the presence
+    /// function's one Query of the client's items also tells it whom to notify.
+    pub const ROOMS: &str = "rooms";
+}
+
+/// The state of one channel: one DynamoDB item.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelState {
+    /// Earliest connect time seen, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected_at: Option<u64>,
+    /// The client's address from the connect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    /// Earliest offline event seen: time, kind and reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline: Option<Offline>,
+}
+
+/// The offline event that ended a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Offline {
+    /// When, ms.
+    pub at: u64,
+    /// `disconnect` or `tcpclean`.
+    pub kind: LifecycleKind,
+    /// Why, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<OfflineReason>,
+}
+
+/// Keeps the smaller of two optional values (a missing value loses).
+fn min_opt<T: Ord + Clone>(a: &Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(std::cmp::min(a.clone(), b)),
+        (Some(a), None) => Some(a.clone()),
+        (None, b) => b,
+    }
+}
+
+impl ChannelState {
+    /// Whether the channel is an open connection: a connect and no offline event.
+    pub fn is_open(&self) -> bool {
+        self.connected_at.is_some() && self.offline.is_none()
+    }
+
+    /// Whether both ends of the channel are known: it can never change again except by a
+    /// smaller time (a duplicate with an earlier clock, which does not change openness).
+    pub fn is_closed(&self) -> bool {
+        self.connected_at.is_some() && self.offline.is_some()
+    }
+
+    /// The channel after `event` (which must be about this channel), or `None` when the event
+    /// changes nothing (a duplicate or a later copy): then there is nothing to write.
+    pub fn merge(&self, event: &LifecycleEvent) -> Option<Self> {
+        let mut next = self.clone();
+        match event.kind {
+            LifecycleKind::Connect => {
+                let earlier = self.connected_at.is_none_or(|t| event.time_ms < t);
+                if earlier {
+                    next.connected_at = Some(event.time_ms);
+                    next.client_ip = event.client_ip.clone();
+                } else if self.connected_at == Some(event.time_ms) {
+                    // Same time: keep the smaller address so the result is order-independent.
+                    next.client_ip = min_opt(&self.client_ip, event.client_ip.clone());
+                }
+            }
+            LifecycleKind::Disconnect | LifecycleKind::TcpClean => {
+                let candidate = Offline {
+                    at: event.time_ms,
+                    kind: event.kind,
+                    reason: event.reason.clone(),
+                };
+                next.offline = min_opt(&self.offline, Some(candidate));
+            }
+        }
+        (next != *self).then_some(next)
+    }
+}
+
+/// What an event did to the client's presence, so the function knows when to send a status
+/// notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Transition {
+    /// The client had no open channel and now has one.
+    BecameOnline,
+    /// The client's last open channel closed.
+    BecameOffline,
+    /// Online before and after, or offline before and after.
+    Unchanged,
+}
+
+impl Transition {
+    /// From the online flag before and after.
+    pub fn between(before: bool, after: bool) -> Self {
+        match (before, after) {
+            (false, true) => Self::BecameOnline,
+            (true, false) => Self::BecameOffline,
+            _ => Self::Unchanged,
+        }
+    }
+}
+
+/// The result of applying one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The online/offline transition.
+    pub transition: Transition,
+    /// The channel's new state when it changed (the item to write), `None` for a duplicate.
+    pub channel: Option<ChannelState>,
+}
+
+/// A client's presence: its channels by channel ID (the items of the client's partition).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientPresence {
+    /// Channel ID -> state.
+    pub channels: BTreeMap<String, ChannelState>,
+}
+
+impl ClientPresence {
+    /// Whether some channel is open.
+    pub fn is_online(&self) -> bool {
+        self.channels.values().any(ChannelState::is_open)
+    }
+
+    /// The open channels' IDs.
+    pub fn open_channels(&self) -> impl Iterator<Item = &str> {
+        self.channels
+            .iter()
+            .filter(|(_, c)| c.is_open())
+            .map(|(id, _)| id.as_str())
+    }
+
+    /// The reducer: applies one event and says what changed.
+    pub fn apply(&mut self, event: &LifecycleEvent) -> Applied {
+        let before = self.is_online();
+        let current = self
+            .channels
+            .get(&event.channel_id)
+            .cloned()
+            .unwrap_or_default();
+        let channel = current.merge(event);
+        if let Some(next) = &channel {
+            self.channels.insert(event.channel_id.clone(), next.clone());
+        }
+        Applied {
+            transition: Transition::between(before, self.is_online()),
+            channel,
+        }
+    }
+
+    /// The state after a whole history, in the order given.
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a LifecycleEvent>) -> Self {
+        let mut state = Self::default();
+        for e in events {
+            state.apply(e);
+        }
+        state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::ClientId;
+
+    fn ev(kind: LifecycleKind, time_ms: u64, channel: &str) -> LifecycleEvent {
+        LifecycleEvent {
+            client_id: ClientId::parse("GID_student@@@002").unwrap(),
+            kind,
+            time_ms,
+            channel_id: channel.to_owned(),
+            client_ip: None,
+            reason: None,
+        }
+    }
+    use LifecycleKind::{Connect, Disconnect, TcpClean};
+
+    #[test]
+    fn connect_then_tcpclean_goes_online_then_offline() {
+        let mut p = ClientPresence::default();
+        assert_eq!(
+            p.apply(&ev(Connect, 1, "a")).transition,
+            Transition::BecameOnline
+        );
+        assert!(p.is_online());
+        assert_eq!(
+            p.apply(&ev(TcpClean, 2, "a")).transition,
+            Transition::BecameOffline
+        );
+        assert!(!p.is_online());
+    }
+
+    #[test]
+    fn a_tcpclean_before_its_connect_keeps_the_channel_closed() {
+        let mut p = ClientPresence::default();
+        assert_eq!(
+            p.apply(&ev(TcpClean, 2, "a")).transition,
+            Transition::Unchanged
+        );
+        assert_eq!(
+            p.apply(&ev(Connect, 1, "a")).transition,
+            Transition::Unchanged
+        );
+        assert!(!p.is_online());
+        assert!(p.channels["a"].is_closed());
+    }
+
+    #[test]
+    fn an_old_channels_tcpclean_does_not_end_a_flash_reconnect() {
+        let mut p = ClientPresence::default();
+        p.apply(&ev(Connect, 1, "old"));
+        assert_eq!(
+            p.apply(&ev(Connect, 5, "new")).transition,
+            Transition::Unchanged
+        );
+        assert_eq!(
+            p.apply(&ev(TcpClean, 6, "old")).transition,
+            Transition::Unchanged
+        );
+        assert!(p.is_online());
+        assert_eq!(p.open_channels().collect::<Vec<_>>(), ["new"]);
+    }
+
+    #[test]
+    fn duplicates_change_nothing_and_need_no_write() {
+        let mut p = ClientPresence::default();
+        let c = ev(Connect, 1, "a");
+        assert!(p.apply(&c).channel.is_some());
+        let again = p.apply(&c);
+        assert_eq!(again.transition, Transition::Unchanged);
+        assert_eq!(again.channel, None);
+        let off = ev(TcpClean, 3, "a");
+        p.apply(&off);
+        assert_eq!(p.apply(&off).channel, None);
+    }
+
+    #[test]
+    fn disconnect_then_tcpclean_keeps_the_earliest_offline() {
+        let mut p = ClientPresence::default();
+        p.apply(&ev(Connect, 1, "a"));
+        assert_eq!(
+            p.apply(&ev(TcpClean, 4, "a")).transition,
+            Transition::BecameOffline
+        );
+        let earlier = p.apply(&ev(Disconnect, 3, "a"));
+        assert_eq!(earlier.transition, Transition::Unchanged);
+        let off = p.channels["a"].offline.clone().unwrap();
+        assert_eq!((off.at, off.kind), (3, Disconnect));
+    }
+
+    #[test]
+    fn the_state_serialises_as_the_items_attributes() {
+        let mut p = ClientPresence::default();
+        let mut c = ev(Connect, 1, "a");
+        c.client_ip = Some("192.0.2.1".to_owned());
+        p.apply(&c);
+        let json = serde_json::to_value(&p.channels["a"]).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"connectedAt": 1, "clientIp": "192.0.2.1"})
+        );
+        assert_eq!(attrs::CONNECTED_AT, "connectedAt");
+    }
+}

@@ -1,0 +1,232 @@
+//! The §4.1 uplink record (broker rule -> uplink queue) and its mapping to the §4.2 backend
+//! message (outflow -> backend queue).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Routes, RulesConfig};
+use crate::error::MappingError;
+use crate::names::ClientId;
+use crate::topic::Topic;
+
+/// The §4.1 uplink record, as the AWS IoT rule
+/// `SELECT encode(*, 'base64') AS payload, topic() AS topic, clientid() AS clientId,
+/// timestamp() AS timestamp FROM 'roomSend/#'` writes it. The local emulation writes the same
+/// shape, plus `qos` (which the IoT rule SQL cannot see).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UplinkRecord {
+    /// The full MQTT topic the client published to.
+    pub topic: String,
+    /// The publisher's client ID, from the broker.
+    pub client_id: String,
+    /// Broker receive time, ms since the epoch.
+    pub timestamp: u64,
+    /// The MQTT payload, base64.
+    pub payload: String,
+    /// QoS of the publish, when the broker rule knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qos: Option<u8>,
+}
+
+impl UplinkRecord {
+    /// Parses a record from an SQS body.
+    pub fn from_json(body: &str) -> Result<Self, MappingError> {
+        serde_json::from_str(body).map_err(|e| MappingError::from_json(&e))
+    }
+}
+
+/// QoS assumed when the uplink record does not carry one: AWS IoT's rule SQL cannot read the
+/// QoS of a message, and classroom clients publish at QoS 1 (§3).
+pub const DEFAULT_UPLINK_QOS: u8 = 1;
+
+/// The SQS message attribute keys of §4.2 (the seeds' MQTT -> RocketMQ property keys).
+pub mod keys {
+    /// First topic level, e.g. `roomSend`.
+    pub const PARENT: &str = "mqttParentTopic";
+    /// The rest of the topic with its leading slash, e.g. `/message`.
+    pub const SECOND: &str = "mqttSecondTopic";
+    /// The publisher, from the broker.
+    pub const CLIENT_ID: &str = "clientId";
+    /// 0, 1 or 2.
+    pub const QOS: &str = "qoslevel";
+    /// Unique ID, stable across redeliveries.
+    pub const MESSAGE_ID: &str = "mqttMessageId";
+    /// Broker receive time, ms.
+    pub const TIMESTAMP: &str = "timestamp";
+    /// Second-level name (`message`, `command`).
+    pub const TAG: &str = "tag";
+    /// Present (`base64`) only when the body is a base64-encoded binary payload.
+    pub const ENCODING: &str = "encoding";
+}
+
+/// How a body carries its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// The payload is text that SQS can carry as it is.
+    Text,
+    /// The payload is binary (or holds characters SQS refuses) and the body is its base64.
+    Base64,
+}
+
+/// The §4.2 backend message: a body plus exactly the attribute keys of §4.2
+/// (and `encoding` for a binary payload).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendMessage {
+    /// The MQTT payload unchanged (text) or its base64 (binary).
+    pub body: String,
+    /// How the body carries the payload.
+    pub encoding: Encoding,
+    /// `mqttParentTopic`.
+    pub parent_topic: String,
+    /// `mqttSecondTopic`.
+    pub second_topic: String,
+    /// `clientId`.
+    pub client_id: ClientId,
+    /// `qoslevel`.
+    pub qos: u8,
+    /// `mqttMessageId`.
+    pub message_id: String,
+    /// `timestamp`.
+    pub timestamp: u64,
+    /// `tag`.
+    pub tag: String,
+}
+
+impl BackendMessage {
+    /// The body and the SQS message attributes (key, string value) in §4.2 order, moved out.
+    pub fn into_sqs(self) -> (String, Vec<(&'static str, String)>) {
+        let mut attrs = Vec::with_capacity(8);
+        attrs.push((keys::PARENT, self.parent_topic));
+        attrs.push((keys::SECOND, self.second_topic));
+        attrs.push((keys::CLIENT_ID, String::from(self.client_id)));
+        attrs.push((keys::QOS, self.qos.to_string()));
+        attrs.push((keys::MESSAGE_ID, self.message_id));
+        attrs.push((keys::TIMESTAMP, self.timestamp.to_string()));
+        attrs.push((keys::TAG, self.tag));
+        if self.encoding == Encoding::Base64 {
+            attrs.push((keys::ENCODING, "base64".to_owned()));
+        }
+        (self.body, attrs)
+    }
+
+    /// The SQS message attributes, key and string value, in §4.2 order.
+    pub fn attributes(&self) -> Vec<(&'static str, String)> {
+        self.clone().into_sqs().1
+    }
+}
+
+/// Whether SQS accepts `c` in a message body (#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD |
+/// #x10000-#x10FFFF); Rust `char`s are never surrogates.
+fn sqs_body_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
+}
+
+/// Decodes a base64 payload and checks its size against the limit.
+pub fn decode_payload(b64: &str, max: usize) -> Result<Vec<u8>, MappingError> {
+    // Reject before decoding when even the smallest decoding of the text is over the limit.
+    if b64.len() / 4 * 3 > max + 3 {
+        return Err(MappingError::PayloadTooLarge {
+            size: b64.len() / 4 * 3,
+            max,
+        });
+    }
+    let bytes = BASE64
+        .decode(b64)
+        .map_err(|e| MappingError::Base64(e.to_string()))?;
+    check_payload(&bytes, max)?;
+    Ok(bytes)
+}
+
+/// Checks a payload against the limit and refuses an empty one.
+pub fn check_payload(bytes: &[u8], max: usize) -> Result<(), MappingError> {
+    if bytes.is_empty() {
+        return Err(MappingError::EmptyPayload);
+    }
+    if bytes.len() > max {
+        return Err(MappingError::PayloadTooLarge {
+            size: bytes.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
+/// Turns a payload into an SQS body: as it is when it is text SQS can carry, base64 otherwise.
+pub fn payload_to_body(bytes: Vec<u8>) -> (String, Encoding) {
+    match String::from_utf8(bytes) {
+        Ok(text) if text.chars().all(sqs_body_char) => (text, Encoding::Text),
+        Ok(text) => (BASE64.encode(text.as_bytes()), Encoding::Base64),
+        Err(e) => (BASE64.encode(e.as_bytes()), Encoding::Base64),
+    }
+}
+
+/// An uplink record mapped to its backend message and the queue it goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Routed<'r> {
+    /// The backend queue (from the routes).
+    pub queue: &'r str,
+    /// The message.
+    pub message: BackendMessage,
+}
+
+/// §4.1 -> §4.2: validates an uplink record and maps it to its backend message and queue.
+///
+/// `message_id` is the `mqttMessageId` to use; the caller passes an ID that is stable across
+/// redeliveries (the uplink queue's SQS message ID).
+pub fn uplink_to_backend<'r>(
+    record: &UplinkRecord,
+    message_id: &str,
+    rules: &RulesConfig,
+    routes: &'r Routes,
+) -> Result<Routed<'r>, MappingError> {
+    let topic = Topic::parse(&record.topic, rules.limits.topic_max_chars)?;
+    let client_id = ClientId::parse(&record.client_id).map_err(MappingError::ClientId)?;
+    let queue = routes
+        .queue_for(topic.parent())
+        .filter(|_| rules.is_uplink(topic.parent()))
+        .ok_or_else(|| MappingError::NotUplink {
+            parent: topic.parent().to_string(),
+        })?;
+    let qos = match record.qos {
+        None => DEFAULT_UPLINK_QOS,
+        Some(q @ 0..=2) => q,
+        Some(q) => {
+            return Err(MappingError::InvalidRecord(format!(
+                "qos must be 0, 1 or 2, not {q}"
+            )));
+        }
+    };
+    let payload = decode_payload(&record.payload, rules.limits.payload_max_bytes)?;
+    let (body, encoding) = payload_to_body(payload);
+    let tag = topic.sub().first_level().to_owned();
+    let (parent, sub) = topic.into_parts();
+    Ok(Routed {
+        queue,
+        message: BackendMessage {
+            body,
+            encoding,
+            parent_topic: parent.into(),
+            second_topic: sub.into(),
+            tag,
+            client_id,
+            qos,
+            message_id: message_id.to_owned(),
+            timestamp: record.timestamp,
+        },
+    })
+}
+
+/// The outflow's whole mapping of one SQS body: parse the §4.1 record, validate it, and map it
+/// to its §4.2 message and queue.
+pub fn map_uplink_body<'r>(
+    body: &str,
+    message_id: &str,
+    rules: &RulesConfig,
+    routes: &'r Routes,
+) -> Result<Routed<'r>, MappingError> {
+    uplink_to_backend(&UplinkRecord::from_json(body)?, message_id, rules, routes)
+}
