@@ -1,0 +1,505 @@
+//! Test harness: starts a real moto server and a real Mosquitto on free loopback ports, and
+//! stops them when dropped. Used by the functions' integration tests and benchmarks.
+//!
+//! # Layout
+//! - [`Moto`]: `moto_server` from the project venv (`.venv`, made by `make deps`), with
+//!   helpers to create queues with a dead-letter queue and to read them back.
+//! - [`Mosquitto`]: the Debian broker with the project's ACL file (`infra/mosquitto/acl`) and a
+//!   password file holding the backend identity; stop, restart and pause for failure tests.
+//! - [`Subscriber`]: an MQTT 5 client that collects what it receives.
+//!
+//! Both servers are installed by `make deps` (`mosquitto` from Debian, `moto[server]` with pip
+//! into `.venv`); when one is missing the harness stops with a message that says so.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a harness that cannot start should panic
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish};
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use tokio::sync::mpsc;
+
+/// The backend identity's username in the test broker (the ACL lets it publish under `room/`).
+pub const BACKEND_USER: &str = "backend";
+/// The backend identity's password in the test broker.
+pub const BACKEND_PASSWORD: &str = "backend-test-password";
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, what: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited before listening on port {port}: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on 127.0.0.1:{port} within 30 s");
+}
+
+fn stop_child(child: &mut Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A moto server on a free loopback port.
+pub struct Moto {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+}
+
+impl Moto {
+    /// Starts `moto_server` from the project venv.
+    pub fn start() -> Self {
+        let bin = std::env::var_os("MOTO_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join(".venv/bin/moto_server"));
+        assert!(
+            bin.exists(),
+            "{} is missing: run `make deps` (installs moto[server] into .venv)",
+            bin.display()
+        );
+        let port = free_port();
+        let mut child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        wait_for_port(port, "moto_server", &mut child);
+        Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// SDK configuration pointing at this server, with dummy credentials.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "test", "test", None, None, "testkit",
+            ))
+            .load()
+            .await
+    }
+
+    /// The environment a function needs to reach this server.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        stop_child(&mut self.child);
+    }
+}
+
+/// A queue with its dead-letter queue.
+#[derive(Debug, Clone)]
+pub struct QueuePair {
+    /// The source queue URL.
+    pub url: String,
+    /// Its DLQ URL.
+    pub dlq_url: String,
+}
+
+/// Creates a plain queue and returns its URL.
+pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap()
+}
+
+/// Creates `name` with a DLQ `name-dlq` and the given redrive and visibility settings.
+pub async fn create_queue_with_dlq(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    max_receive_count: u32,
+    visibility_timeout_secs: u32,
+) -> QueuePair {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let dlq_url = create_queue(sqs, &format!("{name}-dlq")).await;
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(A::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()
+        .remove(&A::QueueArn)
+        .unwrap();
+    let redrive =
+        serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count });
+    let url = sqs
+        .create_queue()
+        .queue_name(name)
+        .attributes(A::RedrivePolicy, redrive.to_string())
+        .attributes(A::VisibilityTimeout, visibility_timeout_secs.to_string())
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    QueuePair { url, dlq_url }
+}
+
+/// Receives until `count` messages arrived or `timeout` passed; deletes what it received.
+pub async fn receive_all(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    count: usize,
+    timeout: Duration,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < count && Instant::now() < deadline {
+        let resp = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for m in resp.messages.unwrap_or_default() {
+            if let Some(handle) = &m.receipt_handle {
+                sqs.delete_message()
+                    .queue_url(url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            out.push(m);
+        }
+    }
+    out
+}
+
+/// A Mosquitto broker on a free loopback port, with the project's ACL and a password file
+/// holding the backend identity.
+pub struct Mosquitto {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    /// The MQTT port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Mosquitto {
+    /// Starts a broker with persistence on (so a graceful stop keeps queued QoS 1 messages
+    /// for persistent sessions, as a production broker does).
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let passwd = dir.path().join("passwd");
+        let status = Command::new("mosquitto_passwd")
+            .args(["-b", "-c"])
+            .arg(&passwd)
+            .args([BACKEND_USER, BACKEND_PASSWORD])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect(
+                "mosquitto_passwd is missing: run `make deps` (installs mosquitto from Debian)",
+            );
+        assert!(status.success(), "mosquitto_passwd failed");
+        let acl = repo_root().join("infra/mosquitto/acl");
+        let port = free_port();
+        let conf = format!(
+            "# generated by testkit\n\
+             user root\n\
+             per_listener_settings false\n\
+             listener {port} 127.0.0.1\n\
+             allow_anonymous true\n\
+             password_file {passwd}\n\
+             acl_file {acl}\n\
+             persistence true\n\
+             persistence_location {dir}/\n\
+             autosave_interval 1\n\
+             max_queued_messages 100000\n\
+             set_tcp_nodelay true\n\
+             log_dest file {dir}/mosquitto.log\n\
+             log_type error\nlog_type warning\nlog_type notice\nlog_type information\n",
+            passwd = passwd.display(),
+            acl = acl.display(),
+            dir = dir.path().display(),
+        );
+        std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
+        let mut broker = Self {
+            child: None,
+            dir,
+            port,
+        };
+        broker.restart();
+        broker
+    }
+
+    /// Starts (again) on the same port, with the same persistence.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "broker already running");
+        let mut child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(self.dir.path().join("mosquitto.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is missing: run `make deps` (installs mosquitto from Debian)");
+        wait_for_port(self.port, "mosquitto", &mut child);
+        self.child = Some(child);
+    }
+
+    /// Stops gracefully (SIGTERM: sessions and queued messages are saved).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child);
+        }
+    }
+
+    /// Freezes the broker (SIGSTOP): connections stay open but nothing is acknowledged.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a paused broker (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg(sig)
+                .arg(child.id().to_string())
+                .status();
+        }
+    }
+
+    /// The broker's log (for diagnosing a failed test).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+
+    /// `mqtt://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An MQTT 5 client that collects the publishes it receives.
+pub struct Subscriber {
+    /// The client (to publish or disconnect).
+    pub client: AsyncClient,
+    rx: mpsc::UnboundedReceiver<Publish>,
+    subacked: mpsc::UnboundedReceiver<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Subscriber {
+    /// Connects as `client_id` (anonymous unless `credentials`), with a persistent session
+    /// when `persistent`, subscribes to `filters` at QoS 1 and waits for the SUBACK.
+    pub async fn connect(
+        port: u16,
+        client_id: &str,
+        credentials: Option<(&str, &str)>,
+        persistent: bool,
+        filters: &[&str],
+    ) -> Self {
+        let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(5));
+        opts.set_clean_start(!persistent);
+        if persistent {
+            let mut props = rumqttc::v5::mqttbytes::v5::ConnectProperties::new();
+            props.session_expiry_interval = Some(3600);
+            opts.set_connect_properties(props);
+        }
+        if let Some((u, p)) = credentials {
+            opts.set_credentials(u, p);
+        }
+        let (client, mut eventloop) = AsyncClient::new(opts, 100);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (subacked_tx, subacked_rx) = mpsc::unbounded_channel();
+        let filters: Vec<String> = filters.iter().map(|f| (*f).to_owned()).collect();
+        let sub_client = client.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        // (Re)subscribe on every connect: the broker may have restarted.
+                        let many = filters
+                            .iter()
+                            .map(|f| Filter::new(f.clone(), QoS::AtLeastOnce));
+                        let _ = sub_client.subscribe_many(many).await;
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = subacked_tx.send(());
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let _ = tx.send(p);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        let mut subscriber = Self {
+            client,
+            rx,
+            subacked: subacked_rx,
+            task,
+        };
+        subscriber.wait_subscribed(Duration::from_secs(10)).await;
+        subscriber
+    }
+
+    /// Waits for the next SUBACK: the (re)subscription made on (re)connect is in place.
+    pub async fn wait_subscribed(&mut self, timeout: Duration) {
+        tokio::time::timeout(timeout, self.subacked.recv())
+            .await
+            .expect("no SUBACK in time")
+            .expect("subscriber task ended");
+    }
+
+    /// The next publish, or `None` after `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Option<Publish> {
+        tokio::time::timeout(timeout, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Everything that arrives until nothing has arrived for `quiet`.
+    pub async fn drain(&mut self, quiet: Duration) -> Vec<Publish> {
+        let mut out = Vec::new();
+        while let Some(p) = self.next(quiet).await {
+            out.push(p);
+        }
+        out
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The value of a user property of a received publish.
+pub fn user_property<'p>(p: &'p Publish, key: &str) -> Option<&'p str> {
+    p.properties
+        .as_ref()?
+        .user_properties
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Creates a pay-per-request DynamoDB table with string keys `hash` and `range`, plus the
+/// `byClient` index (`range` as its hash key, `hash` as its range key) when `by_client`: the
+/// shapes of the template's tables (MembershipTable has the index).
+pub async fn create_table(
+    ddb: &aws_sdk_dynamodb::Client,
+    name: &str,
+    hash: &str,
+    range: &str,
+    by_client: bool,
+) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType,
+    };
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let key = |n: &str, t| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .unwrap()
+    };
+    let mut req = ddb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr(hash))
+        .attribute_definitions(attr(range))
+        .key_schema(key(hash, KeyType::Hash))
+        .key_schema(key(range, KeyType::Range));
+    if by_client {
+        req = req.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("byClient")
+                .key_schema(key(range, KeyType::Hash))
+                .key_schema(key(hash, KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        );
+    }
+    req.send().await.unwrap();
+}
