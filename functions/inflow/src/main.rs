@@ -1,0 +1,17 @@
+//! Lambda entry point of the inflow function: cold start only (telemetry, configuration, the
+//! MQTT publisher whose connection is reused by every invocation of this container), then the
+//! runtime loop.
+
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    kit::telemetry::init();
+    let function = inflow::Function::from_env().await?;
+    let function = &function;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        function.handle(event.payload).await
+    }))
+    .await
+}

@@ -1,0 +1,108 @@
+//! The outflow rule function (SPEC §5): uplink records (§4.1) in, backend messages (§4.2) out,
+//! routed by parent topic to their backend queue and sent in batches.
+//!
+//! # Layout
+//! - [`Function`]: built once per container from the environment; [`Function::handle`] is the
+//!   per-invocation entry point, shared by the Lambda `main` and the local event-source runner.
+//! - [`to_outgoing`]: a §4.2 message as an SQS message with exactly the §4.2 attributes.
+//!
+//! A record that fails validation fails alone: it is reported in `batchItemFailures`, retried
+//! by the queue, and dead-lettered by its redrive policy; the rest of the batch goes through.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use kit::{BatchError, ConfigError, Env, Outcome, OutgoingMessage, SqsSender, process_batch};
+use mapping::{BackendMessage, Routes, RulesConfig, map_uplink_body};
+use tracing::debug;
+
+/// The outflow function: rules, routes and an SQS sender.
+#[derive(Debug, Clone)]
+pub struct Function {
+    rules: RulesConfig,
+    routes: Routes,
+    sender: SqsSender,
+}
+
+/// A §4.2 message as an SQS message with exactly the §4.2 attributes.
+pub fn to_outgoing(message: BackendMessage) -> OutgoingMessage {
+    let (body, attributes) = message.into_sqs();
+    OutgoingMessage {
+        body,
+        attributes: attributes
+            .into_iter()
+            .map(|(k, v)| (Cow::Borrowed(k), v))
+            .collect(),
+    }
+}
+
+impl Function {
+    /// Builds the function from its parts.
+    pub fn new(rules: RulesConfig, routes: Routes, sender: SqsSender) -> Self {
+        Self {
+            rules,
+            routes,
+            sender,
+        }
+    }
+
+    /// Builds the function from the environment: the rules (`UPLINK_PARENTS`,
+    /// `DOWNLINK_PARENTS`, limits) and `OUTFLOW_ROUTES` (`roomSend=<backend queue URL>`).
+    pub fn from_env_with(env: &Env, sdk: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
+        let rules = env.rules()?;
+        let spec = env.required(
+            "OUTFLOW_ROUTES",
+            "set it to <uplinkParent>=<backend queue URL>, e.g. roomSend=https://sqs.../backend",
+        )?;
+        let routes = Routes::parse(&spec, &rules).map_err(|e| ConfigError::Invalid {
+            var: "OUTFLOW_ROUTES",
+            value: spec.clone(),
+            problem: e.to_string(),
+        })?;
+        Ok(Self::new(
+            rules,
+            routes,
+            SqsSender::new(aws_sdk_sqs::Client::new(sdk)),
+        ))
+    }
+
+    /// Builds the function from the process environment (cold start).
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env_with(&Env::process(), &kit::aws::sdk_config().await)
+    }
+
+    /// Handles one batch of uplink records.
+    pub async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, BatchError> {
+        process_batch(&event, |records| async move {
+            let mut outcomes: Vec<Outcome> = Vec::with_capacity(records.len());
+            // Map every record; group the good ones by destination queue.
+            let mut by_queue: BTreeMap<&str, Vec<(usize, OutgoingMessage)>> = BTreeMap::new();
+            for (i, record) in records.iter().enumerate() {
+                let _span = record.span.enter();
+                match map_uplink_body(record.body(), record.message_id, &self.rules, &self.routes) {
+                    Ok(routed) => {
+                        debug!(queue = routed.queue, parent = %routed.message.parent_topic, sub = %routed.message.second_topic, "mapped");
+                        by_queue
+                            .entry(routed.queue)
+                            .or_default()
+                            .push((i, to_outgoing(routed.message)));
+                        outcomes.push(Ok(()));
+                    }
+                    Err(e) => outcomes.push(Err(e.into())),
+                }
+            }
+            for (queue, items) in by_queue {
+                let (indices, messages): (Vec<usize>, Vec<OutgoingMessage>) = items.into_iter().unzip();
+                let results = self.sender.send_all(queue, &messages).await;
+                for (i, result) in indices.into_iter().zip(results) {
+                    if let Err(e) = result {
+                        outcomes[i] = Err(e.into());
+                    }
+                }
+            }
+            outcomes
+        })
+        .await
+    }
+}
