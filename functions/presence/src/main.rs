@@ -1,0 +1,16 @@
+//! Lambda entry point of the presence function: cold start only (telemetry, configuration,
+//! SDK clients), then the runtime loop.
+
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    kit::telemetry::init();
+    let function = presence::Function::from_env().await?;
+    let function = &function;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        function.handle(event.payload).await
+    }))
+    .await
+}
