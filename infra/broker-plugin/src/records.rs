@@ -1,0 +1,205 @@
+//! Pure builders for what the plugin republishes: the §4.1 uplink record and the AWS IoT
+//! lifecycle events of §4.4. No FFI, no clock: times and IDs are arguments, so they are
+//! unit-tested here and the FFI layer only gathers the inputs.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::json;
+
+/// The §4.1 record body for one publish, as the AWS IoT rule
+/// `SELECT encode(*, 'base64') AS payload, topic() AS topic, clientid() AS clientId,
+/// timestamp() AS timestamp FROM 'roomSend/#'` writes it, plus `qos`.
+pub fn uplink_record(
+    topic: &str,
+    client_id: &str,
+    timestamp_ms: u64,
+    payload: &[u8],
+    qos: u8,
+) -> String {
+    json!({
+        "topic": topic,
+        "clientId": client_id,
+        "timestamp": timestamp_ms,
+        "payload": BASE64.encode(payload),
+        "qos": qos,
+    })
+    .to_string()
+}
+
+/// Why a connection ended, as far as Mosquitto 2.0.11 lets a plugin know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectCause {
+    /// A newer connection with the same client ID took this one over (detected by the plugin:
+    /// it saw the newer CONNECT while this session was still live).
+    Takeover,
+    /// Anything else: a clean DISCONNECT, a killed socket or a keep-alive expiry. Mosquitto
+    /// 2.0.11 passes the reason `-1` to every disconnect callback, so these cannot be told
+    /// apart from a plugin.
+    Unknown,
+}
+
+impl DisconnectCause {
+    /// The AWS IoT `disconnectReason` string.
+    pub fn iot_reason(self) -> &'static str {
+        match self {
+            Self::Takeover => "DUPLICATE_CLIENTID",
+            Self::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// One connection as the plugin tracks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The client ID the broker holds for this connection.
+    pub client_id: String,
+    /// A fresh UUID per connection: IoT's `sessionIdentifier`, the seeds' `channelId`.
+    pub session_id: String,
+    /// The peer address, when the broker knows it.
+    pub ip_address: Option<String>,
+    /// The MQTT username, if the client sent one (IoT's `principalIdentifier`; classroom
+    /// clients are anonymous).
+    pub username: Option<String>,
+}
+
+/// The client ID as one topic level: `/`, `+` and `#` (which MQTT allows in a client ID but
+/// not in a published topic level) become `_`. The body keeps the exact client ID.
+fn topic_level(client_id: &str) -> String {
+    client_id
+        .chars()
+        .map(|c| {
+            if matches!(c, '/' | '+' | '#' | '\0') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Topic and body of an AWS IoT `$aws/events/presence/connected/<clientId>` event.
+pub fn connected_event(session: &Session, timestamp_ms: u64, version: u64) -> (String, String) {
+    let body = json!({
+        "clientId": session.client_id,
+        "timestamp": timestamp_ms,
+        "eventType": "connected",
+        "sessionIdentifier": session.session_id,
+        "principalIdentifier": session.username.as_deref().unwrap_or("anonymous"),
+        "versionNumber": version,
+        "ipAddress": session.ip_address,
+    });
+    (
+        format!(
+            "$aws/events/presence/connected/{}",
+            topic_level(&session.client_id)
+        ),
+        body.to_string(),
+    )
+}
+
+/// Topic and body of an AWS IoT `$aws/events/presence/disconnected/<clientId>` event.
+pub fn disconnected_event(
+    session: &Session,
+    timestamp_ms: u64,
+    version: u64,
+    cause: DisconnectCause,
+) -> (String, String) {
+    let body = json!({
+        "clientId": session.client_id,
+        "timestamp": timestamp_ms,
+        "eventType": "disconnected",
+        "sessionIdentifier": session.session_id,
+        "principalIdentifier": session.username.as_deref().unwrap_or("anonymous"),
+        "versionNumber": version,
+        "ipAddress": session.ip_address,
+        // 2.0.11 cannot tell a clean DISCONNECT from a lost connection (see DisconnectCause).
+        "clientInitiatedDisconnect": false,
+        "disconnectReason": cause.iot_reason(),
+    });
+    (
+        format!(
+            "$aws/events/presence/disconnected/{}",
+            topic_level(&session.client_id)
+        ),
+        body.to_string(),
+    )
+}
+
+/// True when `topic` is under one of the uplink parents (`roomSend` matches `roomSend/...`).
+pub fn is_uplink(topic: &str, parents: &[String]) -> bool {
+    parents.iter().any(|p| {
+        topic.len() > p.len() + 1
+            && topic.starts_with(p.as_str())
+            && topic.as_bytes()[p.len()] == b'/'
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn parse(s: &str) -> Value {
+        serde_json::from_str(s).unwrap_or(Value::Null)
+    }
+
+    #[test]
+    fn uplink_record_has_the_iot_rule_fields_and_base64_payload() {
+        let v = parse(&uplink_record(
+            "roomSend/message",
+            "GID_student@@@001",
+            1700,
+            b"{\"msg\":1}",
+            1,
+        ));
+        assert_eq!(v["topic"], "roomSend/message");
+        assert_eq!(v["clientId"], "GID_student@@@001");
+        assert_eq!(v["timestamp"], 1700);
+        assert_eq!(v["payload"], "eyJtc2ciOjF9");
+        assert_eq!(v["qos"], 1);
+    }
+
+    #[test]
+    fn lifecycle_events_carry_the_session_identifier_and_topic() {
+        let s = Session {
+            client_id: "GID_student@@@002".into(),
+            session_id: "abc".into(),
+            ip_address: Some("127.0.0.1".into()),
+            username: None,
+        };
+        let (t, b) = connected_event(&s, 5, 1);
+        assert_eq!(t, "$aws/events/presence/connected/GID_student@@@002");
+        let v = parse(&b);
+        assert_eq!(v["eventType"], "connected");
+        assert_eq!(v["sessionIdentifier"], "abc");
+        assert_eq!(v["versionNumber"], 1);
+        let (t, b) = disconnected_event(&s, 6, 2, DisconnectCause::Takeover);
+        assert_eq!(t, "$aws/events/presence/disconnected/GID_student@@@002");
+        let v = parse(&b);
+        assert_eq!(v["disconnectReason"], "DUPLICATE_CLIENTID");
+        assert_eq!(v["clientInitiatedDisconnect"], false);
+    }
+
+    #[test]
+    fn a_client_id_with_topic_characters_stays_one_level_in_the_topic_and_exact_in_the_body() {
+        let s = Session {
+            client_id: "a/b+#".into(),
+            session_id: "x".into(),
+            ip_address: None,
+            username: None,
+        };
+        let (t, b) = connected_event(&s, 1, 1);
+        assert_eq!(t, "$aws/events/presence/connected/a_b__");
+        assert_eq!(parse(&b)["clientId"], "a/b+#");
+    }
+
+    #[test]
+    fn only_topics_under_an_uplink_parent_are_recorded() {
+        let parents = vec!["roomSend".to_owned()];
+        assert!(is_uplink("roomSend/message", &parents));
+        assert!(!is_uplink("roomSend", &parents));
+        assert!(!is_uplink("roomSend/", &parents));
+        assert!(!is_uplink("roomSendX/message", &parents));
+        assert!(!is_uplink("room/message/1", &parents));
+    }
+}

@@ -1,0 +1,642 @@
+"""Invariants of infra/template.yaml that cfn-lint does not check.
+
+Each ``check_*`` function takes the parsed template (plain dicts and lists, intrinsic
+functions in their long form: ``{"Ref": ...}``, ``{"Fn::GetAtt": [...]}``, ``{"Fn::Sub": ...}``)
+and returns a list of violations, one readable sentence each; an empty list means the rule
+holds. ``violations`` runs them all. ``check_binaries_are_crates`` also needs the repository
+root, so it is kept apart.
+
+Parameters are judged at their worst allowed value, not only their default: a timeout
+parameter counts with its ``MaxValue``, a ``maxReceiveCount`` parameter with its ``MinValue``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import cfnlint.decode
+
+INFRA = Path(__file__).resolve().parents[1]
+TEMPLATE = INFRA / "template.yaml"
+REPO = INFRA.parent
+
+FUNCTION = "AWS::Serverless::Function"
+QUEUE = "AWS::SQS::Queue"
+TABLE = "AWS::DynamoDB::Table"
+TOPIC_RULE = "AWS::IoT::TopicRule"
+
+MIN_RECEIVE_COUNT = 5
+DLQ_RETENTION_SECONDS = 14 * 24 * 3600
+VISIBILITY_FACTOR = 6
+SQS_DEFAULT_VISIBILITY = 30
+SAM_DEFAULT_TIMEOUT = 3
+
+# §4.1, with the uplink parent in place of roomSend.
+UPLINK_SQL = (
+    "SELECT encode(*, 'base64') AS payload, topic() AS topic, clientid() AS clientId, "
+    "timestamp() AS timestamp FROM '{parent}/#'"
+)
+PRESENCE_SQL = "SELECT * FROM '$aws/events/presence/+/+'"
+
+# The environment contract the Rust functions read at cold start.
+COMMON_ENV = {"RUST_LOG", "UPLINK_PARENTS", "DOWNLINK_PARENTS", "TOPIC_MAX_CHARS", "PAYLOAD_MAX_BYTES"}
+FUNCTION_ENV = {
+    "outflow": {"OUTFLOW_ROUTES"},
+    "inflow": {"MQTT_URL", "MQTT_CLIENT_ID_PREFIX", "MQTT_SECRET_ID", "MQTT_PUBLISH_TIMEOUT_MS"},
+    "presence": {"PRESENCE_TABLE", "ATTENDANCE_TABLE", "DOWNLINK_QUEUE_URL"},
+    "moderation": {
+        "MUTE_TABLE",
+        "MEMBERSHIP_TABLE",
+        "PRESENCE_TABLE",
+        "DOWNLINK_QUEUE_URL",
+        "BANNED_WORDS",
+        "MODERATION_MODE",
+        "MAX_MESSAGE_CHARS",
+        "TEACHER_GROUPS",
+        "STUDENT_GROUPS",
+    },
+    "presence-query": {"PRESENCE_TABLE"},
+}
+
+# The key schemas the Rust store adapters rely on: (hash, range), and GSIs by name.
+TABLE_KEYS = {
+    "PresenceTable": (("clientId", "channelId"), {}),
+    "AttendanceTable": (("clientId", "sessionId"), {}),
+    "MembershipTable": (("roomId", "clientId"), {"byClient": ("clientId", "roomId")}),
+    "MuteTable": (("roomId", "clientId"), {}),
+}
+TABLE_TTL = {"MuteTable": "expiresAt"}
+
+# Actions AWS only grants on Resource "*" (none is used today; listed so that adding one is a
+# deliberate act).
+STAR_RESOURCE_ACTIONS = {"iot:DescribeEndpoint", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+# Parameters that name a resource the stack does not create but is meant to use.
+EXTERNAL_RESOURCE_PARAMETERS = {"MqttSecretArn"}
+# SAM policy templates that are scoped to the resource passed to them.
+SCOPED_SAM_POLICY_TEMPLATES = {
+    "SQSSendMessagePolicy",
+    "SQSPollerPolicy",
+    "DynamoDBCrudPolicy",
+    "DynamoDBReadPolicy",
+    "DynamoDBWritePolicy",
+    "AWSSecretsManagerGetSecretValuePolicy",
+}
+IOT_RESOURCE = re.compile(
+    r"^arn:\$\{AWS::Partition\}:iot:\$\{AWS::Region\}:\$\{AWS::AccountId\}:"
+    r"(client|topic|topicfilter|thing)/(?P<rest>.+)$"
+)
+
+Template = dict[str, Any]
+Check = Callable[[Template], list[str]]
+
+
+# ------------------------------------------------------------------ loading and resolving
+
+
+def load(path: Path = TEMPLATE) -> Template:
+    """Parses a template with cfn-lint's own decoder, as plain dicts and lists."""
+    template, matches = cfnlint.decode.decode(str(path))
+    if matches or template is None:
+        raise ValueError(f"{path} does not parse: {[str(m) for m in matches]}")
+    return json.loads(json.dumps(template))
+
+
+def resources(t: Template, kind: str | None = None) -> dict[str, dict]:
+    """Logical ID -> resource, optionally only those of one type."""
+    res = t.get("Resources", {})
+    return {k: v for k, v in res.items() if kind is None or v.get("Type") == kind}
+
+
+def props(resource: dict) -> dict:
+    return resource.get("Properties") or {}
+
+
+def target(value: Any) -> str | None:
+    """The logical ID a ``Ref`` or ``Fn::GetAtt`` points to, else None."""
+    if isinstance(value, dict):
+        if "Ref" in value and isinstance(value["Ref"], str):
+            return value["Ref"]
+        if "Fn::GetAtt" in value:
+            att = value["Fn::GetAtt"]
+            if isinstance(att, list) and att:
+                return att[0]
+            if isinstance(att, str):
+                return att.split(".", 1)[0]
+    return None
+
+
+def parameter(t: Template, name: str) -> dict | None:
+    return t.get("Parameters", {}).get(name)
+
+
+def number(t: Template, value: Any, worst: str) -> int | None:
+    """A numeric property, literal or ``Ref`` to a parameter.
+
+    ``worst`` is ``"max"`` or ``"min"``: a parameter counts with its MaxValue / MinValue when
+    it has one (the worst value a deployment may choose), else with its Default.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"-?\d+", value):
+        return int(value)
+    name = target(value)
+    p = parameter(t, name) if name else None
+    if p is None:
+        return None
+    bound = p.get("MaxValue" if worst == "max" else "MinValue")
+    if bound is not None:
+        return int(bound)
+    allowed = p.get("AllowedValues")
+    if allowed:
+        values = [int(v) for v in allowed]
+        return max(values) if worst == "max" else min(values)
+    return number(t, p.get("Default"), worst) if "Default" in p else None
+
+
+def default(t: Template, name: str) -> Any:
+    p = parameter(t, name) or {}
+    return p.get("Default")
+
+
+def sub_with_defaults(t: Template, value: Any) -> str | None:
+    """Resolves a string or ``Fn::Sub`` with parameter defaults; other names stay ``${X}``."""
+    if isinstance(value, str):
+        return value
+    if not (isinstance(value, dict) and "Fn::Sub" in value):
+        return None
+    body = value["Fn::Sub"]
+    extra: dict[str, Any] = {}
+    if isinstance(body, list):
+        body, extra = body[0], body[1] if len(body) > 1 else {}
+
+    def repl(m: re.Match) -> str:
+        name = m.group(1)
+        if name.startswith("!"):
+            return "${" + name[1:] + "}"
+        if name in extra and isinstance(extra[name], str):
+            return extra[name]
+        d = default(t, name)
+        return str(d) if d is not None else m.group(0)
+
+    return re.sub(r"\$\{([^}]+)\}", repl, body)
+
+
+def sub_names(value: Any) -> set[str]:
+    """Names referenced by a ``Fn::Sub`` (``${X}`` or ``${X.Attr}``), without pseudo-parameters."""
+    if not (isinstance(value, dict) and "Fn::Sub" in value):
+        return set()
+    body = value["Fn::Sub"]
+    if isinstance(body, list):
+        body = body[0]
+    names = {m.split(".", 1)[0] for m in re.findall(r"\$\{([^}!][^}]*)\}", body)}
+    return {n for n in names if not n.startswith("AWS::")}
+
+
+def _merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        merged = dict(base)
+        for k, v in over.items():
+            merged[k] = _merge(base[k], v) if k in base else v
+        return merged
+    return over
+
+
+def function_properties(t: Template, resource: dict) -> dict:
+    """A function's properties with ``Globals.Function`` merged in, as SAM does for maps."""
+    glob = t.get("Globals", {}).get("Function", {})
+    return _merge(glob, props(resource))
+
+
+def sqs_events(t: Template) -> Iterator[tuple[str, str, dict, dict]]:
+    """(function ID, event name, event properties, merged function properties) of every SQS event."""
+    for fid, fn in resources(t, FUNCTION).items():
+        fprops = function_properties(t, fn)
+        for name, event in (fprops.get("Events") or {}).items():
+            if event.get("Type") == "SQS":
+                yield fid, name, event.get("Properties") or {}, fprops
+
+
+def binary(fn: dict) -> str | None:
+    return ((fn.get("Metadata") or {}).get("BuildProperties") or {}).get("Binary")
+
+
+def dead_letter_targets(t: Template) -> dict[str, str]:
+    """Source queue ID -> the logical ID its RedrivePolicy points to."""
+    out = {}
+    for qid, q in resources(t, QUEUE).items():
+        redrive = props(q).get("RedrivePolicy")
+        if isinstance(redrive, dict):
+            out[qid] = target(redrive.get("deadLetterTargetArn")) or "?"
+    return out
+
+
+# ------------------------------------------------------------------ checks
+
+
+def check_queues_have_dlqs(t: Template) -> list[str]:
+    """Every source queue has its own DLQ with maxReceiveCount >= 5; DLQs keep 14 days (§6)."""
+    out = []
+    queues = resources(t, QUEUE)
+    redrives = dead_letter_targets(t)
+    dlqs = set(redrives.values())
+    for qid, q in queues.items():
+        if qid in dlqs:
+            continue
+        redrive = props(q).get("RedrivePolicy")
+        if not isinstance(redrive, dict):
+            out.append(f"queue {qid} has no dead-letter queue (RedrivePolicy)")
+            continue
+        dlq = redrives[qid]
+        if dlq not in queues:
+            out.append(f"queue {qid}: dead-letter target {dlq} is not a queue of this template")
+        elif dlq == qid:
+            out.append(f"queue {qid} is its own dead-letter queue")
+        count = number(t, redrive.get("maxReceiveCount"), "min")
+        if count is None or count < MIN_RECEIVE_COUNT:
+            out.append(
+                f"queue {qid}: maxReceiveCount can be {count}, below {MIN_RECEIVE_COUNT} "
+                "(a literal or a parameter whose MinValue/Default is too low)"
+            )
+    seen: dict[str, str] = {}
+    for qid, dlq in sorted(redrives.items()):
+        if dlq in seen:
+            out.append(f"queues {seen[dlq]} and {qid} share the dead-letter queue {dlq}; each needs its own")
+        seen.setdefault(dlq, qid)
+    for dlq in sorted(dlqs & set(queues)):
+        retention = number(t, props(queues[dlq]).get("MessageRetentionPeriod"), "min")
+        if retention != DLQ_RETENTION_SECONDS:
+            out.append(f"dead-letter queue {dlq} keeps messages {retention} s, not 14 days ({DLQ_RETENTION_SECONDS})")
+    return out
+
+
+def check_queue_encryption(t: Template) -> list[str]:
+    """Every queue is encrypted at rest."""
+    return [
+        f"queue {qid} is not encrypted (SqsManagedSseEnabled: true or KmsMasterKeyId)"
+        for qid, q in resources(t, QUEUE).items()
+        if props(q).get("SqsManagedSseEnabled") is not True and "KmsMasterKeyId" not in props(q)
+    ]
+
+
+def check_visibility_timeouts(t: Template) -> list[str]:
+    """Source visibility timeout >= 6 x the consumer's timeout + its batching window (§6)."""
+    out = []
+    queues = resources(t, QUEUE)
+    for fid, name, ev, fprops in sqs_events(t):
+        qid = target(ev.get("Queue"))
+        if qid not in queues:
+            out.append(f"{fid}.{name}: event source {ev.get('Queue')!r} is not a queue of this template")
+            continue
+        timeout = number(t, fprops.get("Timeout", SAM_DEFAULT_TIMEOUT), "max")
+        window = number(t, ev.get("MaximumBatchingWindowInSeconds", 0), "max")
+        visibility = number(t, props(queues[qid]).get("VisibilityTimeout", SQS_DEFAULT_VISIBILITY), "min")
+        if timeout is None or window is None or visibility is None:
+            out.append(f"{fid}.{name}: cannot resolve timeout {timeout}, window {window} or visibility {visibility}")
+            continue
+        needed = VISIBILITY_FACTOR * timeout + window
+        if visibility < needed:
+            out.append(
+                f"queue {qid}: visibility timeout {visibility} s is under {VISIBILITY_FACTOR} x "
+                f"{fid} timeout {timeout} s + batching window {window} s = {needed} s"
+            )
+    return out
+
+
+def check_sqs_event_sources(t: Template) -> list[str]:
+    """Every SQS event source reports partial batch failures and takes its batch from parameters."""
+    out = []
+    for fid, name, ev, _ in sqs_events(t):
+        if "ReportBatchItemFailures" not in (ev.get("FunctionResponseTypes") or []):
+            out.append(f"{fid}.{name}: SQS event source lacks FunctionResponseTypes: [ReportBatchItemFailures]")
+        for key in ("BatchSize", "MaximumBatchingWindowInSeconds"):
+            if key not in ev:
+                out.append(f"{fid}.{name}: SQS event source does not set {key}")
+    for mid, m in resources(t, "AWS::Lambda::EventSourceMapping").items():
+        if "ReportBatchItemFailures" not in (props(m).get("FunctionResponseTypes") or []):
+            out.append(f"event source mapping {mid} lacks ReportBatchItemFailures")
+    return out
+
+
+def check_functions_build(t: Template) -> list[str]:
+    """Every function is a cargo-lambda Rust binary on provided.al2023 (§7, STYLE layout)."""
+    out = []
+    arch = parameter(t, "Architecture") or {}
+    if sorted(arch.get("AllowedValues") or []) != ["arm64", "x86_64"]:
+        out.append("parameter Architecture must allow exactly arm64 and x86_64")
+    for fid, fn in resources(t, FUNCTION).items():
+        p = function_properties(t, fn)
+        meta = fn.get("Metadata") or {}
+        if p.get("Runtime") != "provided.al2023":
+            out.append(f"{fid}: Runtime is {p.get('Runtime')!r}, not provided.al2023")
+        if p.get("Handler") != "bootstrap":
+            out.append(f"{fid}: Handler is {p.get('Handler')!r}, not bootstrap")
+        if p.get("Architectures") != [{"Ref": "Architecture"}]:
+            out.append(f"{fid}: Architectures is not [!Ref Architecture]")
+        if meta.get("BuildMethod") != "rust-cargolambda":
+            out.append(f"{fid}: Metadata.BuildMethod is {meta.get('BuildMethod')!r}, not rust-cargolambda")
+        if not binary(fn):
+            out.append(f"{fid}: Metadata.BuildProperties.Binary is missing")
+        if (p.get("LoggingConfig") or {}).get("LogFormat") != "JSON":
+            out.append(f"{fid}: LoggingConfig.LogFormat is not JSON")
+    names = [binary(fn) for fn in resources(t, FUNCTION).values() if binary(fn)]
+    for b in sorted({n for n in names if names.count(n) > 1}):
+        out.append(f"binary {b} is built by more than one function")
+    return out
+
+
+def check_environment(t: Template) -> list[str]:
+    """Every function gets the environment its binary reads, and every reference resolves."""
+    out = []
+    known = set(t.get("Resources", {})) | set(t.get("Parameters", {}))
+    for fid, fn in resources(t, FUNCTION).items():
+        env = (function_properties(t, fn).get("Environment") or {}).get("Variables") or {}
+        wanted = COMMON_ENV | FUNCTION_ENV.get(binary(fn) or "", set())
+        for name in sorted(wanted - set(env)):
+            out.append(f"{fid}: environment variable {name} is missing")
+        for name, value in env.items():
+            for ref in _references(value):
+                if ref not in known and not ref.startswith("AWS::"):
+                    out.append(f"{fid}: {name} refers to {ref}, which the template does not declare")
+    return out
+
+
+def _references(value: Any) -> Iterator[str]:
+    """Every logical ID or parameter a value refers to (Ref, GetAtt, Sub), in any nesting."""
+    if isinstance(value, dict):
+        ref = target(value)
+        if ref:
+            yield ref
+        yield from sub_names(value)
+        for v in value.values():
+            yield from _references(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _references(v)
+
+
+def check_parents_differ(t: Template) -> list[str]:
+    """Uplink and downlink parents differ by default and the Rules section refuses equality (§2)."""
+    out = []
+    up, down = default(t, "UplinkParent"), default(t, "DownlinkParent")
+    if up is None or down is None:
+        out.append("parameters UplinkParent and DownlinkParent must both have defaults")
+    elif up == down:
+        out.append(f"UplinkParent and DownlinkParent both default to {up!r}: the backend would consume its own output")
+    guard = {"Fn::Not": [{"Fn::Equals": [{"Ref": "UplinkParent"}, {"Ref": "DownlinkParent"}]}]}
+    guard_rev = {"Fn::Not": [{"Fn::Equals": [{"Ref": "DownlinkParent"}, {"Ref": "UplinkParent"}]}]}
+    asserts = [a.get("Assert") for r in (t.get("Rules") or {}).values() for a in r.get("Assertions", [])]
+    if guard not in asserts and guard_rev not in asserts:
+        out.append("no Rules assertion refuses UplinkParent == DownlinkParent at deployment")
+    return out
+
+
+def check_iot_rules(t: Template) -> list[str]:
+    """The uplink rule has exactly the SQL of §4.1, the presence rule the lifecycle SQL; both
+    write to a consumed queue with an error action into its DLQ."""
+    out = []
+    rules = resources(t, TOPIC_RULE)
+    consumed = {target(ev.get("Queue")) for _, _, ev, _ in sqs_events(t)}
+    redrives = dead_letter_targets(t)
+    wanted = {
+        UPLINK_SQL.format(parent=default(t, "UplinkParent")): "uplink",
+        PRESENCE_SQL: "presence",
+    }
+    found = set()
+    for rid, rule in rules.items():
+        payload = props(rule).get("TopicRulePayload") or {}
+        sql = sub_with_defaults(t, payload.get("Sql"))
+        if sql in wanted:
+            found.add(wanted[sql])
+        else:
+            out.append(f"topic rule {rid}: SQL {sql!r} is neither the uplink rule of §4.1 nor the presence rule")
+        if payload.get("AwsIotSqlVersion") != "2016-03-23":
+            out.append(f"topic rule {rid}: AwsIotSqlVersion is not '2016-03-23'")
+        actions = payload.get("Actions") or []
+        queues = []
+        for action in actions:
+            sqs = action.get("Sqs")
+            if not sqs:
+                out.append(f"topic rule {rid}: an action other than Sqs")
+                continue
+            if sqs.get("UseBase64") is not False:
+                out.append(f"topic rule {rid}: Sqs action must set UseBase64: false (the body is JSON)")
+            queues.append(target(sqs.get("QueueUrl")))
+        if not queues:
+            out.append(f"topic rule {rid}: no Sqs action")
+        for q in queues:
+            if q not in consumed:
+                out.append(f"topic rule {rid}: writes to {q}, which no function consumes")
+        err = (payload.get("ErrorAction") or {}).get("Sqs")
+        if not err:
+            out.append(f"topic rule {rid}: no Sqs ErrorAction")
+        elif queues and target(err.get("QueueUrl")) != redrives.get(queues[0]):
+            out.append(f"topic rule {rid}: ErrorAction does not write to the DLQ of {queues[0]}")
+    for name in sorted({"uplink", "presence"} - found):
+        out.append(f"no {name} topic rule")
+    return out
+
+
+def check_tables(t: Template) -> list[str]:
+    """The tables the Rust adapters use exist with their keys, on-demand, encrypted, with PITR."""
+    out = []
+    tables = resources(t, TABLE)
+    for tid, ((hash_key, range_key), gsis) in TABLE_KEYS.items():
+        if tid not in tables:
+            out.append(f"table {tid} is missing")
+            continue
+        p = props(tables[tid])
+        if _keys(p.get("KeySchema")) != (hash_key, range_key):
+            out.append(f"table {tid}: key schema is not HASH {hash_key} RANGE {range_key}")
+        have = {g.get("IndexName"): g for g in p.get("GlobalSecondaryIndexes") or []}
+        for name, keys in gsis.items():
+            g = have.get(name)
+            if g is None:
+                out.append(f"table {tid}: GSI {name} is missing")
+            elif _keys(g.get("KeySchema")) != keys or (g.get("Projection") or {}).get("ProjectionType") != "ALL":
+                out.append(f"table {tid}: GSI {name} is not HASH {keys[0]} RANGE {keys[1]} projecting ALL")
+        ttl = TABLE_TTL.get(tid)
+        spec = p.get("TimeToLiveSpecification") or {}
+        if ttl and (spec.get("AttributeName") != ttl or spec.get("Enabled") is not True):
+            out.append(f"table {tid}: TTL on {ttl} is not enabled")
+    for tid, table in tables.items():
+        p = props(table)
+        if p.get("BillingMode") != "PAY_PER_REQUEST":
+            out.append(f"table {tid} is not on-demand (BillingMode: PAY_PER_REQUEST)")
+        if (p.get("SSESpecification") or {}).get("SSEEnabled") is not True:
+            out.append(f"table {tid}: SSESpecification.SSEEnabled is not true")
+        if (p.get("PointInTimeRecoverySpecification") or {}).get("PointInTimeRecoveryEnabled") is not True:
+            out.append(f"table {tid}: point-in-time recovery is off")
+    return out
+
+
+def _keys(schema: Any) -> tuple[str | None, str | None]:
+    by_type = {k.get("KeyType"): k.get("AttributeName") for k in schema or []}
+    return by_type.get("HASH"), by_type.get("RANGE")
+
+
+def check_outputs(t: Template) -> list[str]:
+    """Every queue and table is an output, and so is the query endpoint."""
+    outputs = t.get("Outputs") or {}
+    exported = {r for o in outputs.values() for r in _references(o.get("Value"))}
+    out = [
+        f"{kind} {rid} has no output"
+        for kind, rtype in (("queue", QUEUE), ("table", TABLE))
+        for rid in resources(t, rtype)
+        if rid not in exported
+    ]
+    for api in resources(t, "AWS::Serverless::HttpApi"):
+        if api not in exported:
+            out.append(f"HTTP API {api} has no output with its URL")
+    return out
+
+
+# ------------------------------------------------------------------ least privilege
+
+
+def _statements(doc: Any) -> list[dict]:
+    if not isinstance(doc, dict):
+        return []
+    st = doc.get("Statement", [])
+    return st if isinstance(st, list) else [st]
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def policy_documents(t: Template) -> Iterator[tuple[str, str, dict]]:
+    """(where, kind 'iam'|'iot'|'resource', document) of every policy document in the template."""
+    for rid, r in resources(t).items():
+        kind, p = r.get("Type"), props(r)
+        if kind == "AWS::IAM::Role":
+            for i, pol in enumerate(p.get("Policies") or []):
+                yield f"{rid}.Policies[{i}]", "iam", pol.get("PolicyDocument")
+        elif kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            yield rid, "iam", p.get("PolicyDocument")
+        elif kind in ("AWS::SQS::QueuePolicy", "AWS::SecretsManager::ResourcePolicy"):
+            yield rid, "resource", p.get("PolicyDocument")
+        elif kind == "AWS::IoT::Policy":
+            yield rid, "iot", p.get("PolicyDocument")
+        elif kind == FUNCTION:
+            for i, pol in enumerate(_as_list(p.get("Policies") or [])):
+                if isinstance(pol, dict) and "Statement" in pol:
+                    yield f"{rid}.Policies[{i}]", "iam", pol
+
+
+def check_least_privilege(t: Template) -> list[str]:
+    """No ``*`` actions, no ``*`` resources (bar the few AWS requires), no resource beyond
+    what the stack owns, no managed policies, no implicit SAM grants."""
+    out = []
+    owned = set(t.get("Resources", {}))
+    for where, kind, doc in policy_documents(t):
+        for i, st in enumerate(_statements(doc)):
+            if st.get("Effect") != "Allow":
+                continue
+            here = f"{where} statement {st.get('Sid') or i}"
+            for key in ("NotAction", "NotResource"):
+                if key in st:
+                    out.append(f"{here}: {key} grants everything else")
+            actions = [a for a in _as_list(st.get("Action", [])) if isinstance(a, str)]
+            for a in actions:
+                if "*" in a:
+                    out.append(f"{here}: Action {a!r} is a wildcard")
+            principal = st.get("Principal")
+            if principal == "*" or (isinstance(principal, dict) and "*" in _as_list(principal.get("AWS"))):
+                out.append(f"{here}: Principal '*' allows anyone")
+            for res in _as_list(st.get("Resource", [])):
+                out.extend(f"{here}: {v}" for v in _resource_violations(t, kind, res, actions, owned))
+    for rid, r in resources(t).items():
+        if r.get("Type") == "AWS::IAM::Role" and props(r).get("ManagedPolicyArns"):
+            out.append(f"{rid}: managed policies are not scoped to this stack's resources")
+    for fid, fn in resources(t, FUNCTION).items():
+        p = props(fn)
+        for pol in _as_list(p.get("Policies") or []):
+            if isinstance(pol, str) or (isinstance(pol, dict) and target(pol)):
+                out.append(f"{fid}: managed policy {pol!r} is not scoped to this stack's resources")
+            elif isinstance(pol, dict) and "Statement" not in pol:
+                for name, args in pol.items():
+                    if name not in SCOPED_SAM_POLICY_TEMPLATES:
+                        out.append(f"{fid}: SAM policy template {name} is not known to be resource-scoped")
+                    for arg in (args or {}).values() if isinstance(args, dict) else []:
+                        refs = set(_references(arg))
+                        if not refs or not refs <= owned | EXTERNAL_RESOURCE_PARAMETERS:
+                            out.append(f"{fid}: {name} is scoped to {arg!r}, not to a resource of this stack")
+        if "Role" not in p and any(ev.get("Type") == "SQS" for ev in (p.get("Events") or {}).values()):
+            out.append(
+                f"{fid}: SQS event without an explicit Role: SAM then attaches "
+                "AWSLambdaSQSQueueExecutionRole, which may read every queue of the account"
+            )
+    return out
+
+
+def _resource_violations(t: Template, kind: str, res: Any, actions: list[str], owned: set[str]) -> list[str]:
+    if isinstance(res, dict) and "Fn::If" in res:
+        branches = res["Fn::If"][1:]
+        return [v for b in branches for v in _resource_violations(t, kind, b, actions, owned)]
+    if res == "*":
+        if actions and set(actions) <= STAR_RESOURCE_ACTIONS:
+            return []
+        return [f"Resource '*' for {actions}"]
+    if kind == "iot":
+        text = res.get("Fn::Sub") if isinstance(res, dict) else res
+        m = IOT_RESOURCE.match(text) if isinstance(text, str) else None
+        if not m:
+            return [f"IoT resource {res!r} is not an ARN of this account and region"]
+        if m.group("rest").startswith("*"):
+            return [f"IoT resource {text!r} covers every client or topic"]
+        return []
+    ref = target(res)
+    if ref:
+        if ref in owned or ref in EXTERNAL_RESOURCE_PARAMETERS:
+            return []
+        return [f"Resource {res!r} is not a resource of this stack"]
+    names = sub_names(res)
+    if names & owned:
+        return []
+    return [f"Resource {res!r} is not a resource of this stack"]
+
+
+# ------------------------------------------------------------------ crates
+
+
+def check_binaries_are_crates(t: Template, repo: Path = REPO) -> list[str]:
+    """Every binary the template builds is a crate ``functions/<binary>`` with that package name."""
+    out = []
+    for fid, fn in sorted(resources(t, FUNCTION).items()):
+        b = binary(fn)
+        if not b:
+            continue
+        manifest = repo / "functions" / b / "Cargo.toml"
+        if not manifest.is_file():
+            out.append(f"{fid}: binary {b} has no crate functions/{b}/Cargo.toml")
+            continue
+        name = (tomllib.loads(manifest.read_text()).get("package") or {}).get("name")
+        if name != b:
+            out.append(f"{fid}: functions/{b} is the package {name!r}, not {b!r}")
+    return out
+
+
+CHECKS: list[Check] = [
+    check_queues_have_dlqs,
+    check_queue_encryption,
+    check_visibility_timeouts,
+    check_sqs_event_sources,
+    check_functions_build,
+    check_environment,
+    check_parents_differ,
+    check_iot_rules,
+    check_tables,
+    check_outputs,
+    check_least_privilege,
+]
+
+
+def violations(t: Template) -> list[str]:
+    """Every violation of every check but the crate check (which reads the file system)."""
+    return [v for check in CHECKS for v in check(t)]

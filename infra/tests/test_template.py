@@ -1,0 +1,309 @@
+"""The template keeps its invariants, and each check fails on a template that breaks it.
+
+The real template must have no violation. Each mutation below breaks one invariant in a deep
+copy of it and asserts that the matching check reports it: that is the evidence the checks can
+fail at all.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+import template_invariants as inv
+
+Template = inv.Template
+
+
+@pytest.fixture(scope="module")
+def template() -> Template:
+    return inv.load()
+
+
+def test_real_template_has_no_violation(template: Template) -> None:
+    assert inv.violations(template) == []
+
+
+def test_every_binary_is_a_crate_in_functions(template: Template) -> None:
+    assert inv.check_binaries_are_crates(template) == []
+
+
+def test_the_template_declares_the_five_functions(template: Template) -> None:
+    binaries = {inv.binary(fn) for fn in inv.resources(template, inv.FUNCTION).values()}
+    assert binaries == set(inv.FUNCTION_ENV)
+
+
+def test_outflow_routes_the_uplink_parent_to_the_backend_queue(template: Template) -> None:
+    fn = inv.resources(template, inv.FUNCTION)["OutflowFunction"]
+    routes = inv.function_properties(template, fn)["Environment"]["Variables"]["OUTFLOW_ROUTES"]
+    assert inv.sub_with_defaults(template, routes) == "roomSend=${BackendQueue}"
+
+
+def test_uplink_rule_sql_is_exactly_the_one_of_spec_4_1(template: Template) -> None:
+    sql = inv.props(template["Resources"]["UplinkRule"])["TopicRulePayload"]["Sql"]
+    assert inv.sub_with_defaults(template, sql) == (
+        "SELECT encode(*, 'base64') AS payload, topic() AS topic, clientid() AS clientId, "
+        "timestamp() AS timestamp FROM 'roomSend/#'"
+    )
+
+
+def test_classroom_policy_grants_exactly_section_6(template: Template) -> None:
+    doc = inv.props(template["Resources"]["ClassroomClientPolicy"])["PolicyDocument"]
+    granted: dict[str, set[str]] = {}
+    denied: dict[str, set[str]] = {}
+    for st in doc["Statement"]:
+        into = granted if st["Effect"] == "Allow" else denied
+        key = st["Action"] if "Resource" in st else "not " + st["Action"]
+        for r in inv._as_list(st.get("Resource", st.get("NotResource"))):
+            arn = inv.sub_with_defaults(template, r)
+            into.setdefault(key, set()).add(arn.split("${AWS::AccountId}:", 1)[1])
+    # Connect only as the certificate's CN, and never outside the classroom client ID shape.
+    assert denied == {"not iot:Connect": {"client/GID_*@@@*", "client/GID-*@@@*"}}
+    assert granted == {
+        "iot:Connect": {"client/${iot:Certificate.Subject.CommonName}"},
+        "iot:Publish": {"topic/roomSend/*"},
+        "iot:Subscribe": {
+            "topicfilter/room/message/*",
+            "topicfilter/room/status",
+            "topicfilter/room/status/*",
+            "topicfilter/room/system",
+            # ${!iot:ClientId} inside !Sub must reach IoT as the policy variable.
+            "topicfilter/room/p2p/${iot:ClientId}",
+        },
+        "iot:Receive": {
+            "topic/room/message/*",
+            "topic/room/status",
+            "topic/room/status/*",
+            "topic/room/system",
+            "topic/room/p2p/${iot:ClientId}",
+        },
+    }
+
+
+def test_only_the_backend_may_publish_downlink(template: Template) -> None:
+    doc = inv.props(template["Resources"]["BackendPolicy"])["PolicyDocument"]
+    publish = [
+        inv.sub_with_defaults(template, r).split("${AWS::AccountId}:", 1)[1]
+        for st in doc["Statement"]
+        if st["Action"] == "iot:Publish"
+        for r in inv._as_list(st["Resource"])
+    ]
+    assert publish == ["topic/room/*"]
+
+
+# ------------------------------------------------------------------ mutations
+
+
+def _uplink_policy(t: Template) -> list[dict]:
+    return t["Resources"]["OutflowRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+
+
+def drop_a_dlq(t: Template) -> None:
+    del t["Resources"]["UplinkQueue"]["Properties"]["RedrivePolicy"]
+
+
+def delete_a_dlq_resource(t: Template) -> None:
+    del t["Resources"]["BackendDLQ"]
+
+
+def share_a_dlq(t: Template) -> None:
+    t["Resources"]["BackendQueue"]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"] = {
+        "Fn::GetAtt": ["UplinkDLQ", "Arn"]
+    }
+
+
+def literal_max_receive_count_3(t: Template) -> None:
+    t["Resources"]["PresenceQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"] = 3
+
+
+def parameter_max_receive_count_3(t: Template) -> None:
+    t["Parameters"]["MaxReceiveCount"]["MinValue"] = 3
+
+
+def short_dlq_retention(t: Template) -> None:
+    t["Resources"]["DownlinkDLQ"]["Properties"]["MessageRetentionPeriod"] = 345600
+
+
+def unencrypted_queue(t: Template) -> None:
+    del t["Resources"]["DownlinkQueue"]["Properties"]["SqsManagedSseEnabled"]
+
+
+def shrink_a_visibility_timeout(t: Template) -> None:
+    t["Resources"]["DownlinkQueue"]["Properties"]["VisibilityTimeout"] = 60
+
+
+def raise_the_timeout_bound(t: Template) -> None:
+    t["Parameters"]["FunctionTimeout"]["MaxValue"] = 900
+
+
+def function_timeout_over_the_queue(t: Template) -> None:
+    t["Resources"]["InflowFunction"]["Properties"]["Timeout"] = 60
+
+
+def drop_report_batch_item_failures(t: Template) -> None:
+    ev = t["Resources"]["ModerationFunction"]["Properties"]["Events"]["Backend"]["Properties"]
+    del ev["FunctionResponseTypes"]
+
+
+def add_star_action(t: Template) -> None:
+    _uplink_policy(t).append({"Effect": "Allow", "Action": "*", "Resource": {"Fn::GetAtt": ["UplinkQueue", "Arn"]}})
+
+
+def add_service_wildcard_action(t: Template) -> None:
+    _uplink_policy(t).append({"Effect": "Allow", "Action": "sqs:*", "Resource": {"Fn::GetAtt": ["UplinkQueue", "Arn"]}})
+
+
+def add_star_resource(t: Template) -> None:
+    _uplink_policy(t).append({"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"})
+
+
+def add_foreign_resource(t: Template) -> None:
+    _uplink_policy(t).append(
+        {"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": "arn:aws:dynamodb:us-east-1:123456789012:table/other"}
+    )
+
+
+def add_managed_policy(t: Template) -> None:
+    t["Resources"]["InflowRole"]["Properties"]["ManagedPolicyArns"] = ["arn:aws:iam::aws:policy/AmazonSQSFullAccess"]
+
+
+def sam_generated_role_for_sqs(t: Template) -> None:
+    p = t["Resources"]["OutflowFunction"]["Properties"]
+    del p["Role"]
+    p["Policies"] = [{"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["BackendQueue", "QueueName"]}}}]
+
+
+def iot_publish_anywhere(t: Template) -> None:
+    st = t["Resources"]["ClassroomClientPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    st.append({"Effect": "Allow", "Action": "iot:Publish", "Resource": {"Fn::Sub": "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:topic/*"}})
+
+
+def downlink_parent_default_roomsend(t: Template) -> None:
+    t["Parameters"]["DownlinkParent"]["Default"] = "roomSend"
+
+
+def drop_the_parents_rule(t: Template) -> None:
+    del t["Rules"]
+
+
+def wrong_runtime(t: Template) -> None:
+    t["Globals"]["Function"]["Runtime"] = "provided.al2"
+
+
+def function_runtime_override(t: Template) -> None:
+    t["Resources"]["PresenceFunction"]["Properties"]["Runtime"] = "python3.12"
+
+
+def drop_build_method(t: Template) -> None:
+    del t["Resources"]["PresenceFunction"]["Metadata"]["BuildMethod"]
+
+
+def drop_binary(t: Template) -> None:
+    del t["Resources"]["InflowFunction"]["Metadata"]["BuildProperties"]["Binary"]
+
+
+def drop_an_env_var(t: Template) -> None:
+    del t["Resources"]["ModerationFunction"]["Properties"]["Environment"]["Variables"]["MUTE_TABLE"]
+
+
+def env_refers_to_nothing(t: Template) -> None:
+    t["Resources"]["PresenceFunction"]["Properties"]["Environment"]["Variables"]["PRESENCE_TABLE"] = {"Ref": "PresenceTabel"}
+
+
+def change_the_uplink_sql(t: Template) -> None:
+    t["Resources"]["UplinkRule"]["Properties"]["TopicRulePayload"]["Sql"] = {
+        "Fn::Sub": "SELECT * FROM '${UplinkParent}/#'"
+    }
+
+
+def drop_a_rule_error_action(t: Template) -> None:
+    del t["Resources"]["PresenceRule"]["Properties"]["TopicRulePayload"]["ErrorAction"]
+
+
+def drop_the_gsi(t: Template) -> None:
+    del t["Resources"]["MembershipTable"]["Properties"]["GlobalSecondaryIndexes"]
+
+
+def drop_the_ttl(t: Template) -> None:
+    del t["Resources"]["MuteTable"]["Properties"]["TimeToLiveSpecification"]
+
+
+def provisioned_table(t: Template) -> None:
+    t["Resources"]["AttendanceTable"]["Properties"]["BillingMode"] = "PROVISIONED"
+
+
+def drop_an_output(t: Template) -> None:
+    del t["Outputs"]["PresenceDLQUrl"]
+
+
+MUTATIONS: list[tuple[Callable[[Template], None], Callable[[Template], list[str]], str]] = [
+    (drop_a_dlq, inv.check_queues_have_dlqs, "UplinkQueue has no dead-letter queue"),
+    (delete_a_dlq_resource, inv.check_queues_have_dlqs, "BackendDLQ is not a queue of this template"),
+    (share_a_dlq, inv.check_queues_have_dlqs, "share the dead-letter queue UplinkDLQ"),
+    (literal_max_receive_count_3, inv.check_queues_have_dlqs, "PresenceQueue: maxReceiveCount can be 3"),
+    (parameter_max_receive_count_3, inv.check_queues_have_dlqs, "maxReceiveCount can be 3"),
+    (short_dlq_retention, inv.check_queues_have_dlqs, "DownlinkDLQ keeps messages 345600 s"),
+    (unencrypted_queue, inv.check_queue_encryption, "DownlinkQueue is not encrypted"),
+    (shrink_a_visibility_timeout, inv.check_visibility_timeouts, "DownlinkQueue: visibility timeout 60 s"),
+    (raise_the_timeout_bound, inv.check_visibility_timeouts, "timeout 900 s"),
+    (function_timeout_over_the_queue, inv.check_visibility_timeouts, "InflowFunction timeout 60 s"),
+    (drop_report_batch_item_failures, inv.check_sqs_event_sources, "ModerationFunction.Backend: SQS event source lacks"),
+    (add_star_action, inv.check_least_privilege, "Action '*' is a wildcard"),
+    (add_service_wildcard_action, inv.check_least_privilege, "Action 'sqs:*' is a wildcard"),
+    (add_star_resource, inv.check_least_privilege, "Resource '*'"),
+    (add_foreign_resource, inv.check_least_privilege, "table/other' is not a resource of this stack"),
+    (add_managed_policy, inv.check_least_privilege, "InflowRole: managed policies"),
+    (sam_generated_role_for_sqs, inv.check_least_privilege, "AWSLambdaSQSQueueExecutionRole"),
+    (iot_publish_anywhere, inv.check_least_privilege, "covers every client or topic"),
+    (downlink_parent_default_roomsend, inv.check_parents_differ, "both default to 'roomSend'"),
+    (drop_the_parents_rule, inv.check_parents_differ, "no Rules assertion"),
+    (wrong_runtime, inv.check_functions_build, "Runtime is 'provided.al2'"),
+    (function_runtime_override, inv.check_functions_build, "PresenceFunction: Runtime is 'python3.12'"),
+    (drop_build_method, inv.check_functions_build, "PresenceFunction: Metadata.BuildMethod"),
+    (drop_binary, inv.check_functions_build, "InflowFunction: Metadata.BuildProperties.Binary is missing"),
+    (drop_an_env_var, inv.check_environment, "MUTE_TABLE is missing"),
+    (env_refers_to_nothing, inv.check_environment, "refers to PresenceTabel"),
+    (change_the_uplink_sql, inv.check_iot_rules, "is neither the uplink rule"),
+    (drop_a_rule_error_action, inv.check_iot_rules, "PresenceRule: no Sqs ErrorAction"),
+    (drop_the_gsi, inv.check_tables, "GSI byClient is missing"),
+    (drop_the_ttl, inv.check_tables, "TTL on expiresAt"),
+    (provisioned_table, inv.check_tables, "AttendanceTable is not on-demand"),
+    (drop_an_output, inv.check_outputs, "PresenceDLQ has no output"),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "check", "expected"),
+    MUTATIONS,
+    ids=[m[0].__name__ for m in MUTATIONS],
+)
+def test_check_reports_the_broken_copy(
+    template: Template,
+    mutate: Callable[[Template], None],
+    check: Callable[[Template], list[str]],
+    expected: str,
+) -> None:
+    broken = copy.deepcopy(template)
+    mutate(broken)
+    found = check(broken)
+    assert any(expected in v for v in found), found
+    # The same violation comes out of the full run, and the original stays clean.
+    assert any(expected in v for v in inv.violations(broken))
+    assert check(template) == []
+
+
+def test_crate_check_reports_a_missing_crate_and_a_renamed_one(template: Template, tmp_path: Path) -> None:
+    (tmp_path / "functions" / "outflow").mkdir(parents=True)
+    (tmp_path / "functions" / "outflow" / "Cargo.toml").write_text('[package]\nname = "outflow-fn"\n')
+    found = inv.check_binaries_are_crates(template, repo=tmp_path)
+    assert any("functions/outflow is the package 'outflow-fn'" in v for v in found), found
+    assert any("binary inflow has no crate functions/inflow/Cargo.toml" in v for v in found), found
+
+
+def test_deploy_md_documents_every_parameter(template: Template) -> None:
+    doc = (inv.INFRA / "DEPLOY.md").read_text(encoding="utf-8")
+    missing = [p for p in template["Parameters"] if f"| `{p}` |" not in doc]
+    assert missing == [], f"infra/DEPLOY.md's parameter table lacks {missing}"
