@@ -1,0 +1,438 @@
+#!/usr/bin/env node
+// The browser classroom end to end (issue 6): headless Chromium (Debian's, driven by
+// playwright-core) with a teacher and two students in three browser contexts, against a real
+// local stack (Mosquitto + broker plugin + ACL, moto, bridge, runner) on free loopback ports.
+//
+// Environment:
+//   STACK_ENV=<path>   use a running stack (its stack.env) instead of starting one
+//   STACK_BUILD=1      let stack.sh build its binaries (default 0: `make test-web` built them)
+//   CHROMIUM=<path>    the browser (default /usr/bin/chromium)
+//   HEADED=1           show the browser (needs a display)
+// Screenshots: web/test-artifacts/*.png. Exit status 0 only when every check passed.
+import { spawn, execFile } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { chromium } from 'playwright-core';
+
+const run = promisify(execFile);
+const here = dirname(fileURLToPath(import.meta.url));
+const web = resolve(here, '..');
+const root = resolve(web, '..');
+const artifacts = join(web, 'test-artifacts');
+const WAIT = 25_000;
+const ROOM = '1';
+const TEACHER = 'GID_teacher@@@001';
+const A = 'GID_student@@@001';
+const B = 'GID_student@@@002';
+const nonce = Math.random().toString(36).slice(2, 8);
+const t0 = Date.now();
+
+// --- reporting ----------------------------------------------------------------------------
+const results = [];
+function log(msg) {
+  console.log(`[web-test ${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${msg}`);
+}
+async function check(name, fn) {
+  const start = Date.now();
+  try {
+    await fn();
+    results.push({ name, ok: true });
+    log(`PASS ${name} (${Date.now() - start} ms)`);
+  } catch (e) {
+    results.push({ name, ok: false, error: e.message.split('\n')[0] });
+    log(`FAIL ${name}: ${e.message.split('\n').slice(0, 3).join(' | ')}`);
+  }
+}
+function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function readEnv(path) {
+  const env = {};
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    const i = line.indexOf('=');
+    if (i > 0) env[line.slice(0, i).trim()] = line.slice(i + 1).trim();
+  }
+  return env;
+}
+
+// --- the stack ----------------------------------------------------------------------------
+let stackDir = null;
+let stackEnvPath = process.env.STACK_ENV ? resolve(process.env.STACK_ENV) : null;
+async function stackUp() {
+  if (stackEnvPath) {
+    log(`using the running stack of ${stackEnvPath}`);
+    return;
+  }
+  // Test stacks of runs that are gone (their watchdog stopped them): remove.
+  for (const d of existsSync(join(root, '.run')) ? readdirSync(join(root, '.run')) : []) {
+    const m = /^web-(\d+)$/.exec(d);
+    if (m && !alive(Number(m[1]))) rmSync(join(root, '.run', d), { recursive: true, force: true });
+  }
+  stackDir = join(root, '.run', `web-${process.pid}`);
+  rmSync(stackDir, { recursive: true, force: true });
+  log(`starting a stack in ${stackDir} (free loopback ports)`);
+  try {
+    await run(join(root, 'infra/local/stack.sh'), ['up'], {
+      cwd: root,
+      env: { ...process.env, STACK_DIR: stackDir, STACK_OWNER_PID: String(process.pid), STACK_BUILD: process.env.STACK_BUILD ?? '0' },
+      maxBuffer: 1 << 24,
+    });
+  } catch (e) {
+    throw new Error(`stack.sh up failed: ${e.stdout}${e.stderr}`);
+  }
+  stackEnvPath = join(stackDir, 'stack.env');
+}
+async function stackDown(keep) {
+  if (!stackDir) return;
+  await run(join(root, 'infra/local/stack.sh'), ['down'], { cwd: root, env: { ...process.env, STACK_DIR: stackDir } }).catch((e) => log(`stack down: ${e.message}`));
+  if (keep) log(`stack stopped; its logs: ${join(stackDir, 'logs')}`);
+  else {
+    rmSync(stackDir, { recursive: true, force: true });
+    log('stack stopped and removed');
+  }
+}
+
+// --- the page server ----------------------------------------------------------------------
+let server = null;
+function serve() {
+  return new Promise((ok, fail) => {
+    server = spawn(process.execPath, [join(web, 'serve.mjs')], {
+      env: { ...process.env, STACK_ENV: stackEnvPath, WEB_PORT: '0', WEB_HOST: '127.0.0.1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    const timer = setTimeout(() => fail(new Error(`page server did not start: ${out}`)), 10_000);
+    server.stdout.on('data', (d) => {
+      out += d;
+      const m = /^web: (http:\/\/\S+)$/m.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        ok(m[1]);
+      }
+    });
+    server.stderr.on('data', (d) => {
+      out += d;
+    });
+    server.on('exit', (code) => fail(new Error(`page server exited (${code}): ${out}`)));
+  });
+}
+
+// --- helpers over the pages ---------------------------------------------------------------
+const pageErrors = [];
+async function open(context, name) {
+  const page = await context.newPage();
+  page.on('pageerror', (e) => pageErrors.push(`${name}: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') pageErrors.push(`${name} console: ${m.text()}`);
+  });
+  return page;
+}
+async function signIn(page, base, role, device) {
+  await page.goto(`${base}index.html`);
+  await page.check(`#role-${role}`);
+  await page.fill('#device', device);
+  await page.fill('#room', ROOM);
+  await page.click('#enter');
+  await page.waitForURL(new RegExp(`/${role}\\.html\\?`), { timeout: WAIT });
+  await online(page);
+}
+async function online(page) {
+  await page.locator('#conn[data-state=online]').waitFor({ timeout: WAIT });
+}
+async function say(page, text) {
+  await page.fill('#input', text);
+  await page.click('#send');
+}
+const chat = (page, text) => page.locator('#messages li.msg', { hasText: text });
+async function sees(page, text, who) {
+  const li = chat(page, text);
+  await li.first().waitFor({ timeout: WAIT });
+  const n = await li.count();
+  assert(n === 1, `${who} shows "${text}" ${n} times`);
+  return li.first();
+}
+async function member(page, id, state) {
+  await page.locator(`#member-list li.member[data-client-id="${id}"][data-state=${state}]`).waitFor({ timeout: WAIT });
+}
+async function shot(page, name) {
+  await page.screenshot({ path: join(artifacts, `${name}.png`) });
+}
+
+/** Publishes as the backend identity (what the inflow does), MQTT 5 with user properties. */
+async function backendPublish(env, topic, body, props = {}) {
+  const args = ['-h', '127.0.0.1', '-p', env.MQTT_PORT, '-u', env.MQTT_USERNAME, '-P', env.MQTT_PASSWORD, '-V', 'mqttv5', '-q', '1', '-t', topic, '-m', JSON.stringify(body), '-i', `web-test-${process.pid}`];
+  for (const [k, v] of Object.entries(props)) args.push('-D', 'publish', 'user-property', k, String(v));
+  await run('mosquitto_pub', args);
+}
+
+/** A system notice the way an operator sends one: `classroom notify` (the admin CLI). */
+async function notify(env, text) {
+  const cli = join(process.env.CARGO_TARGET_DIR || join(root, 'target'), 'debug', 'classroom');
+  const childEnv = { ...process.env, ...env };
+  if (existsSync(cli)) {
+    await run(cli, ['notify', text], { env: childEnv });
+    return 'classroom notify (admin CLI)';
+  }
+  // No CLI built: a direct downlink-queue send, as any backend does (§4.3).
+  const py = join(root, '.venv', 'bin', 'python');
+  const code = `import boto3, json, os, sys
+boto3.client('sqs').send_message(QueueUrl=os.environ['DOWNLINK_QUEUE_URL'], MessageBody=json.dumps({'type':'system','msg':sys.argv[1]}),
+  MessageAttributes={'mqttSecondTopic': {'DataType':'String','StringValue':'/system'}})`;
+  await run(py, ['-c', code, text], { env: childEnv });
+  return 'a direct downlink-queue send';
+}
+
+// --- the test -----------------------------------------------------------------------------
+async function main() {
+  const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+  assert(existsSync(executablePath), `no browser at ${executablePath} (apt-get install chromium; \`make test-web\` does)`);
+  rmSync(artifacts, { recursive: true, force: true });
+  mkdirSync(artifacts, { recursive: true });
+
+  await stackUp();
+  const env = readEnv(stackEnvPath);
+  const banned = (env.BANNED_WORDS || '').split(',').map((s) => s.trim()).filter(Boolean);
+  const maxChars = Number(env.MAX_MESSAGE_CHARS) || 500;
+  const base = await serve();
+  log(`pages on ${base}, broker ${env.MQTT_WS_URL}, banned words ${JSON.stringify(banned)}`);
+
+  // Playwright gives the browser a fresh temporary --user-data-dir of its own.
+  const browser = await chromium.launch({
+    executablePath,
+    headless: !process.env.HEADED,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+  });
+  log(`browser ${browser.version()} (${executablePath})`);
+  try {
+    const ctxT = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const ctxA = await browser.newContext({ viewport: { width: 1024, height: 720 } });
+    // Student B on a phone-sized screen.
+    const ctxB = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+    const t = await open(ctxT, 'teacher');
+    const a = await open(ctxA, 'student A');
+    let b = await open(ctxB, 'student B');
+
+    await check('sign-in validates the client ID (§3) before connecting', async () => {
+      await t.goto(`${base}index.html`);
+      await t.check('#role-teacher');
+      await t.fill('#device', 'bad id!');
+      await t.click('#enter');
+      const err = await t.locator('#error').textContent();
+      assert(/device ID contains a space at character 4/.test(err), `error shown: ${JSON.stringify(err)}`);
+      assert(/index\.html/.test(t.url()), 'stayed on the sign-in page');
+      await t.fill('#device', 'x'.repeat(60));
+      assert(/client ID is 74 characters long, the limit is 64/.test(await t.locator('#error').textContent()), 'too long refused');
+      await t.fill('#device', '001');
+      assert((await t.locator('#error').textContent()) === '', 'valid ID clears the error');
+      assert((await t.locator('#client-id').textContent()) === TEACHER, 'shows the client ID');
+      await shot(t, '00-sign-in');
+    });
+
+    await check('teacher and two students sign in and connect (MQTT 5 over WebSocket)', async () => {
+      await signIn(t, base, 'teacher', '001');
+      await signIn(a, base, 'student', '001');
+      await signIn(b, base, 'student', '002');
+      const opts = await a.evaluate(() => ({ v: window.classroom.client.options.protocolVersion, clean: window.classroom.client.options.clean }));
+      assert(opts.v === 5 && opts.clean === false, `MQTT 5 with clean=false: ${JSON.stringify(opts)}`);
+    });
+
+    await check('the teacher sees both students online (join -> status notices)', async () => {
+      await member(t, A, 'online');
+      await member(t, B, 'online');
+    });
+
+    await check('chat reaches all three, with sender and time', async () => {
+      const text = `hello from A ${nonce}`;
+      await say(a, text);
+      for (const [p, who] of [[t, 'teacher'], [a, 'A'], [b, 'B']]) {
+        const li = await sees(p, text, who);
+        assert((await li.locator('.peer').getAttribute('data-peer')) === A, `${who}: sender is A`);
+        assert(/\d{2}:\d{2}:\d{2}/.test(await li.locator('time').textContent()), `${who}: shows the time`);
+      }
+      const hi = `welcome, class ${nonce}`;
+      await say(t, hi);
+      for (const [p, who] of [[a, 'A'], [b, 'B']]) await sees(p, hi, who);
+    });
+
+    await check(`a banned word is masked and marked for everyone, its sender included (${banned[0] || 'none'})`, async () => {
+      assert(banned.length, 'BANNED_WORDS is empty in the stack env');
+      const word = banned.find((w) => /^[a-z]+$/i.test(w)) || banned[0];
+      const text = `you are ${word} ${nonce}`;
+      await say(b, text);
+      for (const [p, who] of [[t, 'teacher'], [a, 'A'], [b, 'B (sender)']]) {
+        const li = p.locator('#messages li.msg.masked', { hasText: nonce }).filter({ hasText: 'you are' });
+        await li.first().waitFor({ timeout: WAIT });
+        const body = await li.first().locator('.msg-text').textContent();
+        assert(!body.toLowerCase().includes(word.toLowerCase()), `${who}: the word is masked: ${body}`);
+        assert(await li.first().locator('.tag-masked').isVisible(), `${who}: marked as masked`);
+      }
+    });
+
+    await check('a too-long message is refused and only its sender sees why', async () => {
+      const long = `${nonce}-${'z'.repeat(maxChars + 10)}`;
+      await say(a, long);
+      await a.locator('#messages li.notice-rejected[data-reason=too_long]').waitFor({ timeout: WAIT });
+      const text = await a.locator('#messages li.notice-rejected[data-reason=too_long]').textContent();
+      assert(/too long/.test(text) && text.includes(nonce), `A's notice quotes the message: ${text.slice(0, 60)}`);
+      assert((await chat(t, `${nonce}-zzz`).count()) === 0, 'the teacher did not get it');
+    });
+
+    await check('mute: the student gets the notice, the input is disabled and says why', async () => {
+      await t.selectOption('#mute-for', '0');
+      await t.click(`#member-list button.mute[data-target="${B}"]`);
+      await b.locator('#messages li.notice-mute').waitFor({ timeout: WAIT });
+      await b.waitForFunction(() => document.getElementById('input').disabled && document.getElementById('send').disabled, null, { timeout: WAIT });
+      const note = await b.locator('#composer-note').textContent();
+      assert(/muted/i.test(note), `the composer says why: ${note}`);
+      assert(/muted/i.test(await b.locator('#input').getAttribute('placeholder')), 'the input says muted');
+      await t.locator(`#member-list li.member.is-muted[data-client-id="${B}"]`).waitFor({ timeout: WAIT });
+      await shot(b, '03-student-B-muted-phone');
+      await shot(t, '03-teacher-after-mute');
+    });
+
+    await check('a muted student who sends anyway (bypassing the page) is refused by the server, and told', async () => {
+      const text = `sneaky ${nonce}`;
+      await b.evaluate(([text, room]) => window.classroom.client.publish('roomSend/message', JSON.stringify({ roomId: room, msg: text, msgId: 'sneak-1' }), { qos: 1 }), [text, ROOM]);
+      await b.locator('#messages li.notice-rejected[data-reason=muted]').waitFor({ timeout: WAIT });
+      // A's later message arriving proves the muted one was not just slow.
+      const marker = `control message ${nonce}`;
+      await say(a, marker);
+      await sees(t, marker, 'teacher');
+      assert((await chat(t, text).count()) === 0, 'the teacher did not receive the muted message');
+      assert((await chat(a, text).count()) === 0, 'A did not receive the muted message');
+    });
+
+    await check('unmute: the input comes back and the student can send again', async () => {
+      await t.click(`#member-list button.unmute[data-target="${B}"]`);
+      await b.locator('#messages li.notice-unmute').waitFor({ timeout: WAIT });
+      await b.waitForFunction(() => !document.getElementById('input').disabled, null, { timeout: WAIT });
+      const text = `B is back ${nonce}`;
+      await say(b, text);
+      await sees(t, text, 'teacher');
+      await sees(a, text, 'A');
+      await t.locator(`#member-list li.member:not(.is-muted)[data-client-id="${B}"]`).waitFor({ timeout: WAIT });
+    });
+
+    await check('duplicates (same msgId, or same mqttMessageId property) show once; stale chat is dropped', async () => {
+      const now = Date.now();
+      const dup = { msgId: `dup-${nonce}`, peer: TEACHER, roomId: ROOM, msg: `dup by msgId ${nonce}`, ts: now };
+      await backendPublish(env, `room/message/${ROOM}`, dup);
+      await backendPublish(env, `room/message/${ROOM}`, dup);
+      const noId = { peer: TEACHER, roomId: ROOM, msg: `dup by property ${nonce}` };
+      const props = { mqttMessageId: `prop-${nonce}`, timestamp: now };
+      await backendPublish(env, `room/message/${ROOM}`, noId, props);
+      await backendPublish(env, `room/message/${ROOM}`, noId, props);
+      await backendPublish(env, `room/message/${ROOM}`, { msgId: `old-${nonce}`, peer: TEACHER, roomId: ROOM, msg: `stale ${nonce}`, ts: now - 10 * 60_000 });
+      await backendPublish(env, `room/message/${ROOM}`, { peer: TEACHER, roomId: ROOM, msg: `stale by property ${nonce}` }, { mqttMessageId: `oldp-${nonce}`, timestamp: now - 10 * 60_000 });
+      const marker = `marker ${nonce}`;
+      await backendPublish(env, `room/message/${ROOM}`, { msgId: `mark-${nonce}`, peer: TEACHER, roomId: ROOM, msg: marker, ts: now });
+      await sees(a, marker, 'A');
+      await sees(a, `dup by msgId ${nonce}`, 'A');
+      await sees(a, `dup by property ${nonce}`, 'A');
+      assert((await chat(a, `stale ${nonce}`).count()) === 0, 'the stale message is not shown');
+      assert((await chat(a, `stale by property ${nonce}`).count()) === 0, 'the stale message (timestamp property) is not shown');
+      assert((await a.evaluate(() => window.classroom.staleDropped)) >= 2, 'counted as dropped');
+    });
+
+    await check('a system notice reaches everyone', async () => {
+      const text = `class ends in 5 minutes ${nonce}`;
+      const via = await notify(env, text);
+      log(`system notice sent with ${via}`);
+      for (const [p, who] of [[t, 'teacher'], [a, 'A'], [b, 'B']]) {
+        await p.locator('#messages li.notice-system', { hasText: text }).first().waitFor({ timeout: WAIT });
+        assert((await p.locator('#messages li.notice-system', { hasText: text }).count()) === 1, `${who}: once`);
+      }
+      await shot(t, '04-teacher');
+      await shot(a, '04-student-A');
+      await shot(b, '04-student-B-phone');
+      await b.click('#toggle-members');
+      await shot(b, '04-student-B-phone-members');
+      await b.click('#toggle-members');
+    });
+
+    await check('a dropped connection shows "reconnecting", comes back online by itself and still chats', async () => {
+      await a.evaluate(() => window.classroom.client.stream.destroy());
+      await a.locator('#conn[data-state=reconnecting]').waitFor({ timeout: WAIT });
+      assert(/reconnecting/.test(await a.locator('#conn').textContent()), 'the badge says reconnecting');
+      assert(await a.locator('#input').isDisabled(), 'the input waits for the connection');
+      await shot(a, '04-student-A-reconnecting');
+      await online(a);
+      const text = `A reconnected ${nonce}`;
+      await say(a, text);
+      await sees(t, text, 'teacher');
+    });
+
+    await check('a student closes the page and the teacher sees them go offline', async () => {
+      const line = t.locator('#messages li.notice-status', { hasText: `${B} is offline` });
+      const before = await line.count();
+      await b.close();
+      await member(t, B, 'offline');
+      await t.waitForFunction(([sel, n]) => [...document.querySelectorAll('#messages li.notice-status')].filter((l) => l.textContent.includes(sel)).length > n, [`${B} is offline`, before], { timeout: WAIT });
+      await member(t, A, 'online');
+      await shot(t, '05-teacher-B-offline');
+    });
+
+    await check('the student comes back (same session, cleanSession=false) and gets what was said meanwhile', async () => {
+      const missed = `while B was away ${nonce}`;
+      await say(t, missed);
+      await sees(a, missed, 'A');
+      b = await open(ctxB, 'student B (back)');
+      await b.goto(`${base}student.html?device=002&room=${ROOM}`);
+      await online(b);
+      await sees(b, missed, 'B');
+      await member(t, B, 'online');
+      await shot(b, '06-student-B-back-phone');
+    });
+
+    await check('a second page with the same client ID takes the session over; the first one says so, stops, and can take it back', async () => {
+      const a2 = await open(ctxA, 'student A (second page)');
+      await a2.goto(`${base}student.html?device=001&room=${ROOM}`);
+      await online(a2);
+      await a.locator('#conn[data-state=taken-over]').waitFor({ timeout: WAIT });
+      assert(/elsewhere/.test(await a.locator('#conn').textContent()), 'the first page says signed in elsewhere');
+      await a.waitForTimeout(3000); // longer than the reconnect period: no fight over the ID
+      assert((await a2.locator('#conn').getAttribute('data-state')) === 'online', 'the second page stays online');
+      await shot(a, '07-student-A-taken-over');
+      await a2.close();
+      await a.click('#reconnect');
+      await online(a);
+      const text = `A took it back ${nonce}`;
+      await say(a, text);
+      await sees(t, text, 'teacher');
+    });
+
+    await check('no script errors in any page', async () => {
+      const errs = pageErrors.filter((e) => !/WebSocket connection to .* failed/.test(e));
+      assert(errs.length === 0, errs.join('; '));
+    });
+  } finally {
+    await browser.close().catch(() => {});
+  }
+}
+
+let fatal = null;
+try {
+  await main();
+} catch (e) {
+  fatal = e;
+  log(`ERROR ${e.stack || e.message}`);
+} finally {
+  if (server) server.kill('SIGTERM');
+}
+const failed = results.filter((r) => !r.ok);
+await stackDown(!!(fatal || failed.length));
+console.log(`\nbrowser classroom: ${results.length - failed.length}/${results.length} passed in ${((Date.now() - t0) / 1000).toFixed(1)} s; screenshots in ${artifacts}`);
+for (const r of results) console.log(`  ${r.ok ? 'ok  ' : 'FAIL'} ${r.name}${r.ok ? '' : `: ${r.error}`}`);
+if (fatal || failed.length || results.length === 0) process.exit(1);
