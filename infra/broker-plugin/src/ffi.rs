@@ -74,11 +74,14 @@ pub const MOSQ_EVT_DISCONNECT: c_int = 10;
 pub const MOSQ_ERR_SUCCESS: c_int = 0;
 pub const MOSQ_ERR_NOMEM: c_int = 1;
 pub const MOSQ_ERR_INVAL: c_int = 3;
+pub const MOSQ_ERR_AUTH: c_int = 11;
 pub const MOSQ_ERR_PLUGIN_DEFER: c_int = 17;
 
 // log levels
 pub const MOSQ_LOG_INFO: c_int = 0x01;
+pub const MOSQ_LOG_NOTICE: c_int = 0x02;
 pub const MOSQ_LOG_WARNING: c_int = 0x04;
+pub const MOSQ_LOG_ERR: c_int = 0x08;
 
 unsafe extern "C" {
     pub fn mosquitto_callback_register(

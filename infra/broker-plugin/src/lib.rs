@@ -10,10 +10,15 @@
 //!   per connection, published at QoS 1 where AWS IoT Core publishes it:
 //!   `$aws/events/presence/{connected|disconnected}/<clientId>`.
 //!
+//! - **identity**: as IoT Core binds a client ID to its certificate, the plugin binds it to a
+//!   roster ([`auth`]): a classroom client signs in with its client ID as username and its
+//!   password from the clients file, re-read on every CONNECT (so `stack.sh add-client` needs
+//!   no reload). Anything else is refused before any lifecycle event is published or a live
+//!   session is marked as taken over. The backend username is deferred to `password_file`.
+//!
 //! Only the backend identity may read `$classroom/#` and `$aws/events/presence/#` (ACL file),
-//! and no client may write there.
-//! The plugin never decides access: its basic-auth callback returns `MOSQ_ERR_PLUGIN_DEFER`, and
-//! it registers no ACL callback, so `password_file` and `acl_file` stay in force.
+//! and no client may write there. The plugin registers no ACL callback: `acl_file` decides
+//! every publish and subscribe.
 //!
 //! Why hand-written FFI rather than the `mosquitto-plugin` crate: we need seven functions and
 //! three event structs of a stable C ABI; the crate needs bindgen + libclang at build time, and
@@ -21,32 +26,38 @@
 //! `get_username()` dereferences NULL for anonymous clients. Here nothing is registered that we
 //! do not implement.
 //!
-//! Layout: [`records`] builds the JSON (pure, unit-tested); [`ffi`] declares the C API; this
+//! Layout: [`records`] builds the JSON and [`auth`] decides a CONNECT (both pure, unit-tested);
+//! [`ffi`] declares the C API; this
 //! file holds the state (live sessions keyed by the broker's client pointer) and the callbacks.
 //!
-//! Options (`plugin_opt_<name> <value>` in mosquitto.conf), all optional:
-//! `backend_username` (default `backend`: its publishes and connections are not recorded),
+//! Options (`plugin_opt_<name> <value>` in mosquitto.conf): `clients_file` (required: the
+//! roster, one `<clientId> <password>` per line), and optionally `backend_username` (default `backend`: its publishes and connections are not recorded),
 //! `uplink_parents` (comma-separated, default `roomSend`), `uplink_topic`
 //! (default `$classroom/uplink`), `presence_topic` (default: none, each event on its own
 //! `$aws/events/presence/...` topic; set it to send every event to one topic instead).
 
+pub mod auth;
 pub mod ffi;
 pub mod records;
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use auth::Decision;
 use ffi::{
-    MOSQ_ERR_NOMEM, MOSQ_ERR_PLUGIN_DEFER, MOSQ_ERR_SUCCESS, MOSQ_EVT_BASIC_AUTH,
-    MOSQ_EVT_DISCONNECT, MOSQ_EVT_MESSAGE, MOSQ_LOG_INFO, MOSQ_LOG_WARNING, Mosquitto, PluginId,
+    MOSQ_ERR_AUTH, MOSQ_ERR_NOMEM, MOSQ_ERR_PLUGIN_DEFER, MOSQ_ERR_SUCCESS, MOSQ_EVT_BASIC_AUTH,
+    MOSQ_EVT_DISCONNECT, MOSQ_EVT_MESSAGE, MOSQ_LOG_ERR, MOSQ_LOG_INFO, MOSQ_LOG_NOTICE,
+    MOSQ_LOG_WARNING, Mosquitto, PluginId,
 };
 use records::{DisconnectCause, Session};
 
 /// The plugin's configuration, from `plugin_opt_*`.
 #[derive(Debug, Clone)]
 struct Config {
+    clients_file: Option<PathBuf>,
     backend_username: String,
     uplink_parents: Vec<String>,
     uplink_topic: CString,
@@ -56,6 +67,7 @@ struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            clients_file: None,
             backend_username: "backend".into(),
             uplink_parents: vec!["roomSend".into()],
             uplink_topic: c"$classroom/uplink".into(),
@@ -164,6 +176,51 @@ impl Plugin {
                 Ok(t) => publish(&t, body),
                 Err(_) => ffi::MOSQ_ERR_INVAL,
             },
+        }
+    }
+
+    /// Decides a CONNECT against the roster, read afresh (a missing or unreadable file refuses
+    /// every classroom client, with the reason in the broker's log).
+    fn authenticate(&self, ev: &ffi::EvtBasicAuth) -> c_int {
+        // SAFETY: the event's strings are NULL or valid C strings; `client` is the live
+        // connection being authenticated.
+        let (user, password, client_id) = unsafe {
+            (
+                opt_str(ev.username),
+                opt_str(ev.password),
+                if ev.client.is_null() {
+                    None
+                } else {
+                    opt_str(ffi::mosquitto_client_id(ev.client))
+                },
+            )
+        };
+        let clients = match &self.config.clients_file {
+            Some(path) => std::fs::read_to_string(path).unwrap_or_else(|e| {
+                log(
+                    MOSQ_LOG_WARNING,
+                    &format!("cannot read the clients file {}: {e}", path.display()),
+                );
+                String::new()
+            }),
+            None => String::new(),
+        };
+        match auth::decide(
+            user.as_deref(),
+            password.as_deref(),
+            client_id.as_deref(),
+            &self.config.backend_username,
+            &clients,
+        ) {
+            Decision::Backend => MOSQ_ERR_PLUGIN_DEFER,
+            Decision::Allow => {
+                self.on_connect(ev.client, user.as_deref());
+                MOSQ_ERR_SUCCESS
+            }
+            Decision::Deny(why) => {
+                log(MOSQ_LOG_NOTICE, &format!("refused {why}"));
+                MOSQ_ERR_AUTH
+            }
         }
     }
 
@@ -292,16 +349,14 @@ unsafe extern "C" fn cb_basic_auth(
     // SAFETY: registered with a `*const Plugin` userdata that lives until cleanup, and the broker
     // passes a `mosquitto_evt_basic_auth` for MOSQ_EVT_BASIC_AUTH.
     unsafe {
-        if let (Some(plugin), Some(ev)) = (
+        match (
             userdata.cast::<Plugin>().as_ref(),
             event_data.cast::<ffi::EvtBasicAuth>().as_ref(),
         ) {
-            let user = opt_str(ev.username);
-            plugin.on_connect(ev.client, user.as_deref());
+            (Some(plugin), Some(ev)) => plugin.authenticate(ev),
+            _ => MOSQ_ERR_AUTH,
         }
     }
-    // Never decide authentication: password_file (and allow_anonymous) still do.
-    MOSQ_ERR_PLUGIN_DEFER
 }
 
 unsafe extern "C" fn cb_disconnect(
@@ -380,6 +435,7 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
                 continue;
             };
             match k.as_str() {
+                "clients_file" => config.clients_file = Some(PathBuf::from(v)),
                 "backend_username" => config.backend_username = v,
                 "uplink_parents" => {
                     config.uplink_parents = v
@@ -400,10 +456,19 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
             }
         }
     }
+    let Some(clients_file) = &config.clients_file else {
+        log(
+            MOSQ_LOG_ERR,
+            "plugin_opt_clients_file is required: the roster of classroom clients, one \
+             `<clientId> <password>` per line (infra/local/stack.sh writes it)",
+        );
+        return ffi::MOSQ_ERR_INVAL;
+    };
     log(
         MOSQ_LOG_INFO,
         &format!(
-            "uplink {:?} -> {:?}, lifecycle -> {:?}, backend user {:?} not recorded",
+            "clients from {}, uplink {:?} -> {:?}, lifecycle -> {:?}, backend user {:?} not recorded",
+            clients_file.display(),
             config.uplink_parents,
             config.uplink_topic,
             config.presence_topic,
