@@ -227,6 +227,54 @@ impl Stack {
         }
     }
 
+    /// How the classroom client `id` signs in: its client ID as username and its password from
+    /// the stack's roster (`stack.sh add-client`, which adds the ID when it is new and keeps the
+    /// password when it is not). `persistent` asks for cleanSession=false.
+    pub fn client(&self, id: &str, persistent: bool) -> Result<ConnectOptions, Error> {
+        let out = std::process::Command::new(repo_root().join("infra/local/stack.sh"))
+            .args(["add-client", id])
+            .env("STACK_DIR", &self.dir)
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let password = text
+            .lines()
+            .find_map(|l| l.strip_prefix(id)?.strip_prefix(' '))
+            .filter(|_| out.status.success());
+        match password {
+            Some(pw) => Ok(ConnectOptions {
+                persistent,
+                credentials: Some((id.to_owned(), pw.trim().to_owned())),
+            }),
+            None => Err(Error::Stack(format!(
+                "stack.sh add-client {id} failed: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            ))),
+        }
+    }
+
+    /// The backend identity (may publish under `room/` and read the rules topics).
+    pub fn backend(&self) -> ConnectOptions {
+        ConnectOptions {
+            persistent: false,
+            credentials: Some((
+                self.var("MQTT_USERNAME").to_owned(),
+                self.var("MQTT_PASSWORD").to_owned(),
+            )),
+        }
+    }
+
+    /// Connects the classroom client `id` with its roster credentials.
+    pub async fn peer(
+        &self,
+        name: &str,
+        id: &str,
+        persistent: bool,
+        log: &Transcript,
+    ) -> Result<Peer, Error> {
+        let opts = self.client(id, persistent)?;
+        Peer::connect(self.mqtt_port(), name, id, opts, log).await
+    }
+
     /// Stops the stack now.
     pub fn down(&mut self) {
         if self.owned {
@@ -323,7 +371,8 @@ pub struct Peer {
 pub struct ConnectOptions {
     /// cleanSession=false keeps the session (and queued QoS 1 messages) across connections.
     pub persistent: bool,
-    /// Username and password (the backend identity); anonymous when `None`.
+    /// Username and password ([`Stack::client`], [`Stack::backend`]); anonymous when `None`
+    /// (which the local broker refuses).
     pub credentials: Option<(String, String)>,
 }
 
@@ -394,9 +443,14 @@ impl Peer {
         log.note(
             name,
             &format!(
-                "connected as {id}{}",
+                "connected as {id}{}{}",
+                match &opts.credentials {
+                    Some((user, _)) if user == id => " (its roster password)",
+                    Some(_) => " (backend credentials)",
+                    None => " (anonymous)",
+                },
                 if opts.persistent {
-                    " (cleanSession=false)"
+                    ", cleanSession=false"
                 } else {
                     ""
                 }

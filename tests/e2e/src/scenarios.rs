@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::{ConnectOptions, Error, Msg, Peer, Stack, Transcript, members_at_least};
+use crate::{Error, Msg, Stack, Transcript, members_at_least};
 
 /// The seeds' client IDs.
 pub const TEACHER: &str = "GID_teacher@@@001";
@@ -53,16 +53,11 @@ fn chat_from<'a>(from: &'a str, pred: impl Fn(&str) -> bool + 'a) -> impl Fn(&Ms
 
 /// Plays the whole classroom on `stack`; returns one outcome per scenario.
 pub async fn classroom(stack: &Stack, log: &Transcript) -> Result<Vec<Outcome>, Error> {
-    let port = stack.mqtt_port();
     let sqs = stack.sqs().await;
     let ddb = stack.ddb().await;
-    let persistent = ConnectOptions {
-        persistent: true,
-        credentials: None,
-    };
-    let mut t = Peer::connect(port, "teacher", TEACHER, persistent.clone(), log).await?;
-    let mut a = Peer::connect(port, "A", STUDENT_A, persistent.clone(), log).await?;
-    let mut b = Peer::connect(port, "B", STUDENT_B, persistent.clone(), log).await?;
+    let mut t = stack.peer("teacher", TEACHER, true, log).await?;
+    let mut a = stack.peer("A", STUDENT_A, true, log).await?;
+    let mut b = stack.peer("B", STUDENT_B, true, log).await?;
     for p in [&mut t, &mut a, &mut b] {
         p.subscribe_classroom(ROOM).await?;
     }
@@ -214,7 +209,7 @@ pub async fn classroom(stack: &Stack, log: &Transcript) -> Result<Vec<Outcome>, 
             problems.push(format!("{} did not receive the system notice", p.name));
         }
     }
-    let mut b = Peer::connect(port, "B", STUDENT_B, persistent, log).await?;
+    let mut b = stack.peer("B", STUDENT_B, true, log).await?;
     if b.expect(WAIT, is_notice).await.is_none() {
         problems.push("B did not receive the notice on reconnecting with its session".into());
     }

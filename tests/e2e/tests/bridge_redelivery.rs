@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use e2e::{ConnectOptions, Peer, Stack, Transcript, repo_root};
+use e2e::{Stack, Transcript, repo_root};
 
 fn signal(pid: &str, sig: &str) {
     let ok = std::process::Command::new("kill")
@@ -25,15 +25,7 @@ async fn the_bridge_loses_nothing_when_it_is_killed() {
         Err(e) => panic!("{e}"),
     };
     let log = Transcript::new(false);
-    let sender = match Peer::connect(
-        stack.mqtt_port(),
-        "sender",
-        "GID_student@@@281",
-        ConnectOptions::default(),
-        &log,
-    )
-    .await
-    {
+    let sender = match stack.peer("sender", "GID_student@@@281", false, &log).await {
         Ok(p) => p,
         Err(e) => panic!("{e}"),
     };

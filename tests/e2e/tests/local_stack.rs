@@ -36,18 +36,19 @@ fn stack() -> &'static Stack {
 }
 
 fn backend() -> ConnectOptions {
-    let s = stack();
-    ConnectOptions {
-        persistent: false,
-        credentials: Some((
-            s.var("MQTT_USERNAME").to_owned(),
-            s.var("MQTT_PASSWORD").to_owned(),
-        )),
+    stack().backend()
+}
+
+/// The roster credentials of the classroom client `id`.
+fn client(id: &str) -> ConnectOptions {
+    match stack().client(id, false) {
+        Ok(o) => o,
+        Err(e) => panic!("{e}"),
     }
 }
 
 async fn peer(name: &str, id: &str, log: &Transcript) -> Peer {
-    connect(name, id, ConnectOptions::default(), log).await
+    connect(name, id, client(id), log).await
 }
 
 async fn connect(name: &str, id: &str, options: ConnectOptions, log: &Transcript) -> Peer {
@@ -205,6 +206,93 @@ async fn a_student_cannot_forge_or_read_the_rules_and_lifecycle_topics() {
     assert!(read.is_none(), "a student read a $ topic: {read:?}");
 }
 
+/// The refusal a CONNECT gets (None when the broker accepted it).
+async fn refusal(id: &str, options: ConnectOptions, log: &Transcript) -> Option<String> {
+    match Peer::connect(stack().mqtt_port(), "intruder", id, options, log).await {
+        Ok(p) => {
+            p.kill();
+            None
+        }
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local stack: run by `make test-e2e`"]
+async fn a_student_cannot_sign_in_as_the_teacher_or_anonymously() {
+    let log = Transcript::new(false);
+    let teacher_id = "GID_teacher@@@251";
+    let student_id = "GID_student@@@252";
+    let mut watcher = watcher(
+        "e2e-watcher-auth",
+        &[&format!("$aws/events/presence/+/{teacher_id}")],
+        &log,
+    )
+    .await;
+    let mut teacher = peer("teacher", teacher_id, &log).await;
+    sub(&mut teacher, &[&format!("room/p2p/{teacher_id}")]).await;
+    let Some(online) = watcher
+        .expect(WAIT, |m| m.field("eventType") == "connected")
+        .await
+    else {
+        panic!("no connected event for the teacher");
+    };
+
+    let student = client(student_id);
+    let Some((_, student_pw)) = student.credentials.clone() else {
+        panic!("no credentials for {student_id}");
+    };
+    let attempts = [
+        ("anonymous", ConnectOptions::default()),
+        (
+            "the student's own credentials",
+            ConnectOptions {
+                persistent: false,
+                credentials: Some((student_id.to_owned(), student_pw.clone())),
+            },
+        ),
+        (
+            "the teacher's username with the student's password",
+            ConnectOptions {
+                persistent: false,
+                credentials: Some((teacher_id.to_owned(), student_pw)),
+            },
+        ),
+    ];
+    for (how, options) in attempts {
+        let refused = refusal(teacher_id, options, &log).await;
+        assert!(
+            refused.as_deref().is_some_and(|e| e.contains("refused")),
+            "connecting as {teacher_id} with {how} was not refused: {refused:?}"
+        );
+    }
+    // The student itself still signs in, as itself.
+    assert_eq!(refusal(student_id, student, &log).await, None);
+
+    // Refused CONNECTs published no lifecycle event and took nothing over: the teacher's
+    // session is the only one, and the teacher is still connected and served.
+    let forged = watcher.quiet(QUIET, |_| true).await;
+    assert!(
+        forged.is_none(),
+        "a refused CONNECT produced an event: {forged:?}"
+    );
+    let body = json!({"type": "p2p-probe"});
+    if let Err(e) = stack()
+        .send_downlink(&stack().sqs().await, &format!("/p2p/{teacher_id}"), &body)
+        .await
+    {
+        panic!("{e}");
+    }
+    assert!(
+        teacher
+            .expect(WAIT, |m| m.raw.contains("p2p-probe"))
+            .await
+            .is_some(),
+        "the teacher's session {} was disturbed",
+        online.field("sessionIdentifier")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local stack: run by `make test-e2e`"]
 async fn the_uplink_record_carries_the_client_id_from_the_broker_not_the_payload() {
@@ -314,7 +402,7 @@ async fn lifecycle_events_have_one_session_per_connection_and_report_takeover() 
     let Some(c3) = watcher.expect(WAIT, is("connected")).await else {
         panic!("no connected event")
     };
-    let second = match Peer::connect(port, "second", id, ConnectOptions::default(), &log).await {
+    let second = match Peer::connect(port, "second", id, client(id), &log).await {
         Ok(p) => p,
         Err(e) => panic!("{e}"),
     };
@@ -482,6 +570,38 @@ async fn nothing_listens_beyond_loopback() {
     }
 }
 
+/// A raw MQTT 3.1.1 CONNECT (clean session) for the roster client `id`, signed in with its
+/// credentials, with the given keep-alive in seconds.
+fn raw_connect(id: &str, keep_alive: u16) -> Vec<u8> {
+    let Some((user, password)) = client(id).credentials else {
+        panic!("no credentials for {id}");
+    };
+    let field = |v: &str| {
+        let mut f = (v.len() as u16).to_be_bytes().to_vec();
+        f.extend_from_slice(v.as_bytes());
+        f
+    };
+    // Protocol name, level 4, flags: username + password + clean session, keep-alive.
+    let mut rest = field("MQTT");
+    rest.extend([4, 0xC2]);
+    rest.extend(keep_alive.to_be_bytes());
+    for v in [id, user.as_str(), password.as_str()] {
+        rest.extend(field(v));
+    }
+    let mut packet = vec![0x10];
+    let mut len = rest.len();
+    loop {
+        let byte = (len % 128) as u8;
+        len /= 128;
+        packet.push(if len > 0 { byte | 0x80 } else { byte });
+        if len == 0 {
+            break;
+        }
+    }
+    packet.extend(rest);
+    packet
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local stack: run by `make test-e2e`"]
 async fn a_keepalive_expiry_emits_a_disconnected_event() {
@@ -490,23 +610,7 @@ async fn a_keepalive_expiry_emits_a_disconnected_event() {
     let mut watcher = watcher("e2e-watcher-keepalive", &["$aws/events/presence/+/+"], &log).await;
     let id = "GID_student@@@271";
     // A raw MQTT 3.1.1 CONNECT with a 1 s keep-alive, then silence: no PINGREQ ever.
-    let mut connect = vec![
-        0x10,
-        (12 + id.len()) as u8,
-        0,
-        4,
-        b'M',
-        b'Q',
-        b'T',
-        b'T',
-        4,
-        0x02,
-        0,
-        1,
-        0,
-        id.len() as u8,
-    ];
-    connect.extend_from_slice(id.as_bytes());
+    let connect = raw_connect(id, 1);
     let mut sock = match tokio::net::TcpStream::connect(("127.0.0.1", stack().mqtt_port())).await {
         Ok(s) => s,
         Err(e) => panic!("{e}"),
@@ -586,23 +690,7 @@ async fn a_browser_client_over_websockets_gets_the_same_rules() {
     );
     // MQTT 3.1.1 CONNECT (clean session, keep-alive 60 s) in one frame; CONNACK back.
     let id = "GID_student@@@291";
-    let mut connect = vec![
-        0x10,
-        (12 + id.len()) as u8,
-        0,
-        4,
-        b'M',
-        b'Q',
-        b'T',
-        b'T',
-        4,
-        0x02,
-        0,
-        60,
-        0,
-        id.len() as u8,
-    ];
-    connect.extend_from_slice(id.as_bytes());
+    let connect = raw_connect(id, 60);
     if let Err(e) = sock.write_all(&ws_frame(&connect)).await {
         panic!("{e}");
     }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use e2e::{ConnectOptions, Peer, Stack, Transcript, members_at_least, repo_root, scenarios};
+use e2e::{Peer, Stack, Transcript, members_at_least, repo_root, scenarios};
 use serde_json::json;
 
 struct Step {
@@ -124,24 +124,11 @@ async fn main() -> ExitCode {
 
 async fn bench(stack: &Stack) -> Result<(), e2e::Error> {
     let log = Transcript::new(false);
-    let port = stack.mqtt_port();
     let ddb = stack.ddb().await;
-    let mut teacher = Peer::connect(
-        port,
-        "teacher",
-        scenarios::TEACHER,
-        ConnectOptions::default(),
-        &log,
-    )
-    .await?;
-    let mut student = Peer::connect(
-        port,
-        "A",
-        scenarios::STUDENT_A,
-        ConnectOptions::default(),
-        &log,
-    )
-    .await?;
+    let mut teacher = stack
+        .peer("teacher", scenarios::TEACHER, false, &log)
+        .await?;
+    let mut student = stack.peer("A", scenarios::STUDENT_A, false, &log).await?;
     teacher.subscribe_classroom(scenarios::ROOM).await?;
     student.subscribe_classroom(scenarios::ROOM).await?;
     for p in [&teacher, &student] {
