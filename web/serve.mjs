@@ -5,6 +5,9 @@
 //   /config.js          what the pages need from the stack's env file: the WebSocket URL,
 //                       the teacher/student groups and the chat length limit (never a secret)
 //
+// The sign-in links it prints carry each roster client's password in the URL fragment
+// (`#password=`), which the browser never sends to a server; /config.js never holds one.
+//
 // Environment: STACK_ENV (default <repo>/.run/stack.env, re-read on every /config.js),
 // WEB_HOST (default 127.0.0.1), WEB_PORT (default 8380; 0 = any free port).
 // Prints `web: http://127.0.0.1:<port>/` once listening.
@@ -41,6 +44,15 @@ export function readEnv(path) {
     if (i > 0 && !line.startsWith('#')) env[line.slice(0, i).trim()] = line.slice(i + 1).trim();
   }
   return env;
+}
+
+/** The stack's roster (`<clientId> <password>` per line), [] when there is none. */
+export function readClients(path) {
+  if (!path || !existsSync(path)) return [];
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .filter(([id, pw]) => id && pw && !id.startsWith('#'));
 }
 
 const list = (v, d) => (v ? v.split(',').map((s) => s.trim()).filter(Boolean) : d);
@@ -108,8 +120,21 @@ server.listen(port, host, () => {
   const env = readEnv(stackEnv);
   console.log(`web: ${base}`);
   console.log(`  sign in      ${base}index.html`);
-  console.log(`  teacher      ${base}teacher.html?device=001&room=1`);
-  console.log(`  student      ${base}student.html?device=001&room=1   (and device=002, ... one per page)`);
+  const roster = readClients(env.MQTT_CLIENTS_FILE);
+  const teacherGroups = list(env.TEACHER_GROUPS, ['GID_teacher']);
+  const roleOf = (id) => (teacherGroups.includes(id.split('@@@')[0]) ? 'teacher' : 'student');
+  const link = (id, pw) => {
+    const role = roleOf(id);
+    const device = encodeURIComponent(id.split('@@@')[1] || '');
+    return `${role.padEnd(8)}     ${base}${role}.html?device=${device}&room=1#password=${encodeURIComponent(pw)}`;
+  };
+  const shown = [...roster.filter(([id]) => roleOf(id) === 'teacher').slice(0, 1), ...roster.filter(([id]) => roleOf(id) === 'student').slice(0, 3)];
+  for (const [id, pw] of shown) console.log(`  ${link(id, pw)}`);
+  if (roster.length) {
+    console.log(`               (one page per client ID; every password: infra/local/stack.sh credentials; ${roster.length} in the roster)`);
+  } else {
+    console.log(`  teacher      ${base}teacher.html?device=001&room=1   (sign in with the password of the client ID)`);
+  }
   if (env.MQTT_WS_URL || env.MQTT_WS_PORT) {
     console.log(`  broker       ${env.MQTT_WS_URL || `ws://127.0.0.1:${env.MQTT_WS_PORT}`}  (MQTT 5 over WebSocket, from ${stackEnv})`);
   } else {

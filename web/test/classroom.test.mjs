@@ -139,10 +139,27 @@ async function open(context, name) {
   });
   return page;
 }
-async function signIn(page, base, role, device) {
+// The stack's roster: `<clientId> <password>` per line (infra/local/stack.sh writes it).
+let passwords = new Map();
+function readClients(path) {
+  const map = new Map();
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    const [id, pw] = line.trim().split(/\s+/);
+    if (id && pw && !id.startsWith('#')) map.set(id, pw);
+  }
+  return map;
+}
+function passwordOf(role, device) {
+  const id = `GID_${role}@@@${device}`;
+  const pw = passwords.get(id);
+  assert(pw, `${id} is not in the stack's roster`);
+  return pw;
+}
+async function signIn(page, base, role, device, password = passwordOf(role, device)) {
   await page.goto(`${base}index.html`);
   await page.check(`#role-${role}`);
   await page.fill('#device', device);
+  await page.fill('#password', password);
   await page.fill('#room', ROOM);
   await page.click('#enter');
   await page.waitForURL(new RegExp(`/${role}\\.html\\?`), { timeout: WAIT });
@@ -203,6 +220,8 @@ async function main() {
 
   await stackUp();
   const env = readEnv(stackEnvPath);
+  assert(env.MQTT_CLIENTS_FILE, `no MQTT_CLIENTS_FILE in ${stackEnvPath}`);
+  passwords = readClients(env.MQTT_CLIENTS_FILE);
   const banned = (env.BANNED_WORDS || '').split(',').map((s) => s.trim()).filter(Boolean);
   const maxChars = Number(env.MAX_MESSAGE_CHARS) || 500;
   const base = await serve();
@@ -238,6 +257,20 @@ async function main() {
       assert((await t.locator('#error').textContent()) === '', 'valid ID clears the error');
       assert((await t.locator('#client-id').textContent()) === TEACHER, 'shows the client ID');
       await shot(t, '00-sign-in');
+    });
+
+    await check('the broker refuses a wrong password; the page says so and stops retrying', async () => {
+      await t.goto(`${base}index.html`);
+      await t.check('#role-teacher');
+      await t.fill('#device', '001');
+      await t.fill('#password', `${passwordOf('student', '001')}`); // a student's password
+      await t.fill('#room', ROOM);
+      await t.click('#enter');
+      await t.waitForURL(/\/teacher\.html\?/, { timeout: WAIT });
+      await t.locator('#conn[data-state=refused]').waitFor({ timeout: WAIT });
+      const text = await t.locator('#conn').textContent();
+      assert(/wrong password/.test(text), `says why: ${JSON.stringify(text)}`);
+      await shot(t, '00-wrong-password');
     });
 
     await check('teacher and two students sign in and connect (MQTT 5 over WebSocket)', async () => {

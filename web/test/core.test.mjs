@@ -10,7 +10,10 @@ import {
   isMuted,
   isStale,
   parseIncoming,
+  passwordFromHash,
   roomIdError,
+  savePassword,
+  savedPassword,
   subscriptions,
 } from '../public/js/core.js';
 
@@ -85,4 +88,27 @@ test('mute state: the latest notice wins, timed mutes end by themselves', () => 
   s = applyMuteNotice(s, { type: 'mute', by: 'T', until: 100 }, 30);
   assert.equal(isMuted(s, 99), true);
   assert.equal(isMuted(s, 100), false);
+});
+
+test('a password comes from a link fragment (then leaves the address bar) or from what was remembered', () => {
+  const replaced = [];
+  const hist = { replaceState: (_s, _t, url) => replaced.push(url) };
+  const loc = { hash: '#password=s%3Dcr%2Bt', pathname: '/student.html', search: '?device=001&room=1' };
+  assert.equal(passwordFromHash(loc, hist), 's=cr+t');
+  assert.deepEqual(replaced, ['/student.html?device=001&room=1']);
+  assert.equal(passwordFromHash({ hash: '', pathname: '/', search: '' }, hist), null);
+  assert.equal(passwordFromHash({ hash: '#other=1', pathname: '/', search: '' }, hist), null);
+  assert.equal(replaced.length, 1, 'no fragment, no rewrite');
+
+  const map = new Map();
+  const store = { getItem: (k) => map.get(k) ?? null, setItem: (k, v) => map.set(k, v) };
+  assert.equal(savedPassword(store, 'GID_student@@@001'), null);
+  savePassword(store, 'GID_student@@@001', 'pw-a');
+  savePassword(store, 'GID_student@@@002', '');
+  assert.equal(savedPassword(store, 'GID_student@@@001'), 'pw-a');
+  assert.equal(savedPassword(store, 'GID_student@@@002'), null, 'an empty password is not remembered');
+  assert.equal(savedPassword(null, 'GID_student@@@001'), null);
+  const broken = { getItem: () => { throw new Error('denied'); }, setItem: () => { throw new Error('full'); } };
+  assert.equal(savedPassword(broken, 'x'), null);
+  savePassword(broken, 'x', 'y'); // does not throw
 });

@@ -13,6 +13,9 @@ import {
   isStale,
   newMsgId,
   parseIncoming,
+  passwordFromHash,
+  savePassword,
+  savedPassword,
   rejectionText,
   roomIdError,
   subscriptions,
@@ -54,6 +57,16 @@ const store = (() => {
     return null;
   }
 })();
+// The broker checks this client ID's password (the local stack's roster, as IoT Core checks a
+// device certificate): from a `make web` link's fragment, else what the sign-in remembered.
+const linkPassword = passwordFromHash(location, history);
+if (linkPassword) savePassword(store, me, linkPassword);
+const password = linkPassword || savedPassword(store, me);
+if (!password) {
+  const back = new URLSearchParams({ role, device, room, error: `sign in with the password of ${me}` });
+  location.replace(`index.html?${back}`);
+  throw new Error('no password');
+}
 const key = (what) => `classroom.${me}.${room}.${what}`;
 const load = (what, dflt) => {
   try {
@@ -255,6 +268,8 @@ if (!window.mqtt) {
 }
 const client = window.mqtt.connect(wsUrl, {
   clientId: me,
+  username: me,
+  password,
   protocolVersion: 5,
   clean: false,
   keepalive: 30,
@@ -322,7 +337,9 @@ client.on('disconnect', (packet) => {
 });
 client.on('error', (err) => {
   const code = err && err.code;
-  if (code === 0x85 || code === 0x87 || code === 0x86 || code === 0x8c) {
+  if (code === 0x86 || code === 0x87) {
+    stop('refused', `refused by the broker (${err.message}): wrong password for ${me}? sign in again`);
+  } else if (code === 0x85 || code === 0x8c) {
     stop('refused', `refused by the broker: ${err.message}`);
   } else if (!everConnected) {
     setConn('reconnecting', `cannot reach the broker (${err.message || err}); retrying…`);

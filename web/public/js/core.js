@@ -189,3 +189,39 @@ export function applyMuteNotice(state, body, ts) {
 export function isMuted(state, now = Date.now()) {
   return !!(state && state.muted && (state.until == null || state.until > now));
 }
+
+// --- credentials --------------------------------------------------------------------------
+// A client signs in with its client ID as username and its password (the local stack's roster;
+// AWS IoT Core checks a device certificate instead). The password is kept per client ID in
+// localStorage, as a device keeps its credential, and never travels in a URL sent to a server.
+const PASSWORD_PREFIX = 'classroom.password.';
+
+/**
+ * The password carried by a link's fragment (`#password=...`, as `make web` prints them),
+ * removed from the address bar once read. `null` when there is none.
+ */
+export function passwordFromHash(loc, hist) {
+  const hash = new URLSearchParams(String(loc.hash || '').replace(/^#/, ''));
+  const pw = hash.get('password');
+  if (!pw) return null;
+  if (hist && typeof hist.replaceState === 'function') hist.replaceState(null, '', `${loc.pathname}${loc.search}`);
+  return pw;
+}
+
+/** The password remembered for `id` (null when none or storage is unavailable). */
+export function savedPassword(store, id) {
+  try {
+    return (store && store.getItem(PASSWORD_PREFIX + id)) || null;
+  } catch {
+    return null;
+  }
+}
+
+/** Remembers `pw` for `id` (no-op without storage). */
+export function savePassword(store, id, pw) {
+  try {
+    if (store && pw) store.setItem(PASSWORD_PREFIX + id, pw);
+  } catch {
+    // storage full or disabled: the page still connects with the password it holds
+  }
+}
