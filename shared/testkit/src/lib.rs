@@ -82,20 +82,46 @@ pub struct Moto {
     pub endpoint: String,
 }
 
+/// moto's own server application, served one request at a time (see [`Moto::start_serial`]).
+const MOTO_SERIAL: &str = "import sys
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+run_simple('127.0.0.1', int(sys.argv[1]), DomainDispatcherApplication(create_backend_app), threaded=False, request_handler=MotoRequestHandler)
+";
+
 impl Moto {
     /// Starts `moto_server` from the project venv.
     pub fn start() -> Self {
         let bin = std::env::var_os("MOTO_SERVER")
             .map(PathBuf::from)
             .unwrap_or_else(|| repo_root().join(".venv/bin/moto_server"));
+        Self::spawn(&bin, |port| {
+            vec!["-H".into(), "127.0.0.1".into(), "-p".into(), port]
+        })
+    }
+
+    /// Starts moto serving one request at a time, for tests of concurrent DynamoDB writers.
+    ///
+    /// `moto_server` is threaded, and its `TransactWriteItems` is not atomic across threads:
+    /// conditions are checked item by item while other requests run, and a cancelled
+    /// transaction restores a copy of the whole table taken when it began, wiping out what
+    /// other requests wrote meanwhile. DynamoDB serialises transactions; one request at a
+    /// time gives the same guarantee (each HTTP/1.0 request gets its own connection, so
+    /// concurrent clients interleave between requests, as they do against DynamoDB).
+    pub fn start_serial() -> Self {
+        let python = repo_root().join(".venv/bin/python");
+        Self::spawn(&python, |port| vec!["-c".into(), MOTO_SERIAL.into(), port])
+    }
+
+    fn spawn(bin: &std::path::Path, args: impl FnOnce(String) -> Vec<String>) -> Self {
         assert!(
             bin.exists(),
             "{} is missing: run `make deps` (installs moto[server] into .venv)",
             bin.display()
         );
         let port = free_port();
-        let mut child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut child = Command::new(bin)
+            .args(args(port.to_string()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
