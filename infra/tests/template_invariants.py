@@ -69,7 +69,7 @@ TABLE_KEYS = {
     "MembershipTable": (("roomId", "clientId"), {"byClient": ("clientId", "roomId")}),
     "MuteTable": (("roomId", "clientId"), {}),
 }
-TABLE_TTL = {"MuteTable": "expiresAt"}
+TABLE_TTL = {"MuteTable": "expiresAt", "PresenceTable": "expiresAt"}
 
 # Actions AWS only grants on Resource "*" (none is used today; listed so that adding one is a
 # deliberate act).

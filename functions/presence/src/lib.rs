@@ -90,6 +90,8 @@ pub struct Function {
     sender: SqsSender,
     downlink_queue_url: String,
     rules: RulesConfig,
+    /// Now, ms since the epoch: judges whether an event is older than the retention.
+    clock: fn() -> u64,
 }
 
 /// A notice as an SQS message for the downlink queue.
@@ -189,7 +191,14 @@ impl Function {
             sender,
             downlink_queue_url,
             rules,
+            clock: kit::now_ms,
         }
+    }
+
+    /// The same function with another clock (tests replaying recorded events).
+    #[must_use]
+    pub fn with_clock(self, clock: fn() -> u64) -> Self {
+        Self { clock, ..self }
     }
 
     /// Builds the function from the environment: `PRESENCE_TABLE`, `ATTENDANCE_TABLE`,
@@ -249,6 +258,12 @@ impl Function {
             }
             Err(e) => return Err(e.into()),
         };
+        if mapping::presence::is_stale(event.time_ms, (self.clock)()) {
+            // Its channel's item may have expired: applying it could reopen a connection that
+            // ended long ago. Nothing is lost: newer events describe the client.
+            warn!(client_id = %event.client_id, channel_id = %event.channel_id, time_ms = event.time_ms, "lifecycle event older than the retention (15 days); ignored");
+            return Ok(());
+        }
         // Boxed: the read-reduce-notify-write future is deep (SDK futures inside a retry loop).
         let effect = Box::pin(self.apply(&event)).await?;
         info!(

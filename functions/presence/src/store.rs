@@ -4,6 +4,8 @@
 //! # Items
 //! - One presence item per client and channel: the pure [`ChannelState`] with the attribute
 //!   names of [`mapping::presence::attrs`].
+//!   A channel with an offline event carries `expiresAt` (the table's TTL attribute,
+//!   [`mapping::presence::RETENTION_MS`] after it), so ended connections do not pile up.
 //! - One head item per client (`channelId` = [`HEAD`]) holding `version`: every write of the
 //!   client's state is a transaction conditioned on the version it read, so two containers
 //!   handling events of the same client cannot both act on a stale view. The head also holds
@@ -133,6 +135,9 @@ pub fn channel_to_item(
     }
     if let Some(ip) = &state.client_ip {
         item.insert(attrs::CLIENT_IP.to_owned(), s(ip.as_str()));
+    }
+    if let Some(expires) = state.expires_at_secs() {
+        item.insert(attrs::EXPIRES_AT.to_owned(), n(expires));
     }
     if let Some(off) = &state.offline {
         item.insert(attrs::OFFLINE_AT.to_owned(), n(off.at));

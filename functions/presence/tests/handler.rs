@@ -22,7 +22,10 @@ struct Stack {
 }
 
 async fn stack() -> Stack {
-    let moto = Moto::start();
+    stack_on(Moto::start()).await
+}
+
+async fn stack_on(moto: Moto) -> Stack {
     let sdk = moto.sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
@@ -36,7 +39,10 @@ async fn stack() -> Stack {
         ("MEMBERSHIP_TABLE", "membership"),
         ("DOWNLINK_QUEUE_URL", downlink.as_str()),
     ]);
-    let function = Function::from_env_with(&env, &sdk).unwrap();
+    // The fixtures were recorded on 2024-11-22: "now" is a day later, within the retention.
+    let function = Function::from_env_with(&env, &sdk)
+        .unwrap()
+        .with_clock(recorded_now);
     Stack {
         _moto: moto,
         sqs,
@@ -134,6 +140,11 @@ impl Stack {
             .items
             .unwrap_or_default()
     }
+}
+
+/// A day after the fixtures' events.
+fn recorded_now() -> u64 {
+    1_732_240_000_000 + 24 * 3600 * 1000
 }
 
 fn fixture(name: &str) -> SqsEvent {
@@ -238,6 +249,72 @@ async fn out_of_order_duplicated_flash_and_takeover_histories_end_right() {
     let resp = s.function.handle(fixture("takeover-iot")).await.unwrap();
     assert!(failed(&resp).is_empty());
     assert!(s.online(STUDENT).await);
+}
+
+#[tokio::test]
+async fn a_closed_channel_item_expires_fifteen_days_after_its_offline_event() {
+    let s = stack().await;
+    let resp = s
+        .function
+        .handle(fixture("iot-connected-disconnected"))
+        .await
+        .unwrap();
+    assert!(failed(&resp).is_empty());
+    let items = s
+        .ddb
+        .query()
+        .table_name("presence")
+        .key_condition_expression("clientId = :c")
+        .expression_attribute_values(":c", AttributeValue::S("GID_student@@@002".into()))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    let channel = items
+        .iter()
+        .find(|i| {
+            i.get("channelId")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|c| !c.starts_with('#'))
+        })
+        .expect("the channel item");
+    assert_eq!(n(channel, "offlineAt"), Some(1_732_240_090_000));
+    assert_eq!(
+        n(channel, "expiresAt"),
+        Some(1_732_240_090 + 15 * 24 * 3600),
+        "TTL in seconds, 15 days after the offline event"
+    );
+    let head = items
+        .iter()
+        .find(|i| {
+            i.get("channelId")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|c| c.starts_with('#'))
+        })
+        .expect("the head item");
+    assert_eq!(n(head, "expiresAt"), None, "the head never expires");
+}
+
+#[tokio::test]
+async fn an_event_older_than_the_retention_is_acknowledged_and_ignored() {
+    let s = stack().await;
+    // Sixteen days after the recorded events: older than the retention.
+    let function = s
+        .function
+        .clone()
+        .with_clock(|| 1_732_240_000_000 + 16 * 24 * 3600 * 1000);
+    let resp = function.handle(fixture("seeds-connect")).await.unwrap();
+    assert!(failed(&resp).is_empty(), "not an error: nothing to retry");
+    assert!(
+        !s.online("GID_student@@@002").await,
+        "a stale connect opens nothing"
+    );
+    assert!(s.downlink().await.is_empty(), "and announces nothing");
+    // The same event within the retention is applied.
+    let resp = s.function.handle(fixture("seeds-connect")).await.unwrap();
+    assert!(failed(&resp).is_empty());
+    assert!(s.online("GID_student@@@002").await);
 }
 
 #[tokio::test]
@@ -362,7 +439,8 @@ async fn a_room_joined_while_online_is_told_of_the_next_transition_and_outlives_
 
 #[tokio::test]
 async fn concurrent_containers_agree_on_the_final_state() {
-    let s = stack().await;
+    // moto's threaded server does not make TransactWriteItems atomic (Moto::start_serial).
+    let s = stack_on(Moto::start_serial()).await;
     s.join("1", STUDENT).await;
     let other = {
         let sdk = s._moto.sdk_config().await;
@@ -475,7 +553,8 @@ async fn every_fixture_gives_the_state_and_notices_of_its_snapshot() {
             ]),
             &sdk,
         )
-        .unwrap();
+        .unwrap()
+        .with_clock(recorded_now);
         let resp = function.handle(fixture(name)).await.unwrap();
         let notices: Vec<serde_json::Value> = s
             .downlink()

@@ -51,6 +51,24 @@ pub mod attrs {
     /// function's `join` in the transaction that records the membership, so the presence
     /// function's one Query of the client's items also tells it whom to notify.
     pub const ROOMS: &str = "rooms";
+    /// On a channel item with an offline event: when DynamoDB may delete it, seconds since
+    /// the epoch (the table's TTL attribute; see [`super::RETENTION_MS`]).
+    pub const EXPIRES_AT: &str = "expiresAt";
+}
+
+/// How long a channel's state is kept after its offline event, and the age beyond which a
+/// lifecycle event is ignored: 15 days, longer than SQS keeps any message (14 days at most),
+/// so no redelivery can bring an event back for a channel whose item has expired. Without it
+/// every connection of a client would stay in the table, and each event's Query of the
+/// client's channels would grow for ever.
+pub const RETENTION_MS: u64 = 15 * 24 * 3600 * 1000;
+// Longer than SQS keeps a message (14 days), or an expired channel could be reopened.
+const _: () = assert!(RETENTION_MS > 14 * 24 * 3600 * 1000);
+
+/// Whether an event is older than [`RETENTION_MS`] at `now_ms`: its channel may be gone, so
+/// applying it could reopen a connection that ended long ago. Such events are dropped.
+pub fn is_stale(event_ms: u64, now_ms: u64) -> bool {
+    now_ms.saturating_sub(event_ms) > RETENTION_MS
 }
 
 /// The state of one channel: one DynamoDB item.
@@ -94,6 +112,15 @@ impl ChannelState {
     /// Whether the channel is an open connection: a connect and no offline event.
     pub fn is_open(&self) -> bool {
         self.connected_at.is_some() && self.offline.is_none()
+    }
+
+    /// When the channel's item may expire, seconds since the epoch: [`RETENTION_MS`] after
+    /// its offline event (with or without its connect: a connect older than that is stale).
+    /// `None` while the channel is open.
+    pub fn expires_at_secs(&self) -> Option<u64> {
+        self.offline
+            .as_ref()
+            .map(|o| o.at.saturating_add(RETENTION_MS) / 1000)
     }
 
     /// Whether both ends of the channel are known: it can never change again except by a
@@ -227,6 +254,35 @@ mod tests {
         }
     }
     use LifecycleKind::{Connect, Disconnect, TcpClean};
+
+    #[test]
+    fn a_channel_expires_fifteen_days_after_its_offline_event_and_never_while_open() {
+        let mut p = ClientPresence::default();
+        let open = p.apply(&ev(Connect, 1_000, "a")).channel.unwrap();
+        assert_eq!(open.expires_at_secs(), None);
+        let closed = p.apply(&ev(TcpClean, 2_000, "a")).channel.unwrap();
+        assert_eq!(closed.expires_at_secs(), Some(2 + 15 * 24 * 3600));
+        // An offline event before its connect: the item expires too (a connect that old is
+        // stale and would be dropped).
+        let early = ClientPresence::default()
+            .apply(&ev(Disconnect, 5_000, "b"))
+            .channel
+            .unwrap();
+        assert_eq!(early.expires_at_secs(), Some(5 + 15 * 24 * 3600));
+    }
+
+    #[test]
+    fn events_older_than_the_retention_are_stale() {
+        let now = 100 * 24 * 3600 * 1000;
+        assert!(!is_stale(now, now));
+        assert!(
+            !is_stale(now + 5_000, now),
+            "a clock ahead of ours is not stale"
+        );
+        assert!(!is_stale(now - RETENTION_MS, now));
+        assert!(is_stale(now - RETENTION_MS - 1, now));
+        assert!(!is_stale(0, 0));
+    }
 
     #[test]
     fn connect_then_tcpclean_goes_online_then_offline() {
