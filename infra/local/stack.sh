@@ -121,7 +121,8 @@ up() {
   fi
   local mqtt_port=${MQTT_PORT:-$(free_port)} ws_port=${WS_PORT:-$(free_port)} moto_port=${MOTO_PORT:-$(free_port)}
 
-  start moto "$VENV/bin/moto_server" -H 127.0.0.1 -p "$moto_port"
+  # moto_server with DynamoDB requests one at a time (its threads break transactions).
+  start moto "$PY" "$ROOT/infra/local/moto_server.py" -H 127.0.0.1 -p "$moto_port"
   wait_port 127.0.0.1 "$moto_port" 30 || { log "moto did not start: $LOGS/moto.log"; exit 1; }
   local vis=()
   [[ -n "${VISIBILITY_TIMEOUT:-}" ]] && vis=(--visibility-timeout "$VISIBILITY_TIMEOUT")

@@ -22,10 +22,7 @@ struct Stack {
 }
 
 async fn stack() -> Stack {
-    stack_on(Moto::start()).await
-}
-
-async fn stack_on(moto: Moto) -> Stack {
+    let moto = Moto::start();
     let sdk = moto.sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
@@ -439,8 +436,7 @@ async fn a_room_joined_while_online_is_told_of_the_next_transition_and_outlives_
 
 #[tokio::test]
 async fn concurrent_containers_agree_on_the_final_state() {
-    // moto's threaded server does not make TransactWriteItems atomic (Moto::start_serial).
-    let s = stack_on(Moto::start_serial()).await;
+    let s = stack().await;
     s.join("1", STUDENT).await;
     let other = {
         let sdk = s._moto.sdk_config().await;

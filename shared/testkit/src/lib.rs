@@ -2,7 +2,9 @@
 //! stops them when dropped. Used by the functions' integration tests and benchmarks.
 //!
 //! # Layout
-//! - [`Moto`]: `moto_server` from the project venv (`.venv`, made by `make deps`), with
+//! - [`Moto`]: moto's server from the project venv (`.venv`, made by `make deps`) through
+//!   `infra/local/moto_server.py` (DynamoDB requests one at a time, as DynamoDB serialises
+//!   transactions), with
 //!   helpers to create queues with a dead-letter queue and to read them back.
 //! - [`Mosquitto`]: the Debian broker with the project's ACL file (`infra/mosquitto/acl`) and a
 //!   password file holding the backend identity; stop, restart and pause for failure tests.
@@ -82,35 +84,26 @@ pub struct Moto {
     pub endpoint: String,
 }
 
-/// moto's own server application, served one request at a time (see [`Moto::start_serial`]).
-const MOTO_SERIAL: &str = "import sys
-from werkzeug.serving import run_simple
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-run_simple('127.0.0.1', int(sys.argv[1]), DomainDispatcherApplication(create_backend_app), threaded=False, request_handler=MotoRequestHandler)
-";
-
 impl Moto {
-    /// Starts `moto_server` from the project venv.
+    /// Starts moto's server from the project venv with `infra/local/moto_server.py`, which
+    /// handles DynamoDB requests one at a time: `moto_server`'s threads make
+    /// `TransactWriteItems` non-atomic (conditions checked while other requests run; a
+    /// cancelled transaction restores a copy of the table taken when it began, wiping out
+    /// concurrent writes), where DynamoDB serialises transactions.
     pub fn start() -> Self {
-        let bin = std::env::var_os("MOTO_SERVER")
+        let python = std::env::var_os("MOTO_PYTHON")
             .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root().join(".venv/bin/moto_server"));
-        Self::spawn(&bin, |port| {
-            vec!["-H".into(), "127.0.0.1".into(), "-p".into(), port]
+            .unwrap_or_else(|| repo_root().join(".venv/bin/python"));
+        let script = repo_root().join("infra/local/moto_server.py");
+        Self::spawn(&python, |port| {
+            vec![
+                script.display().to_string(),
+                "-H".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port,
+            ]
         })
-    }
-
-    /// Starts moto serving one request at a time, for tests of concurrent DynamoDB writers.
-    ///
-    /// `moto_server` is threaded, and its `TransactWriteItems` is not atomic across threads:
-    /// conditions are checked item by item while other requests run, and a cancelled
-    /// transaction restores a copy of the whole table taken when it began, wiping out what
-    /// other requests wrote meanwhile. DynamoDB serialises transactions; one request at a
-    /// time gives the same guarantee (each HTTP/1.0 request gets its own connection, so
-    /// concurrent clients interleave between requests, as they do against DynamoDB).
-    pub fn start_serial() -> Self {
-        let python = repo_root().join(".venv/bin/python");
-        Self::spawn(&python, |port| vec!["-c".into(), MOTO_SERIAL.into(), port])
     }
 
     fn spawn(bin: &std::path::Path, args: impl FnOnce(String) -> Vec<String>) -> Self {
