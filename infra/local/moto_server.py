@@ -33,8 +33,14 @@ def serialise_dynamodb(app):
     def wrapped(environ, start_response):
         if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
             with lock:
-                # Consume the response inside the lock: the work may be lazy.
-                return list(app(environ, start_response))
+                # Consume the response inside the lock (the work may be lazy), then close it
+                # as a WSGI server would.
+                result = app(environ, start_response)
+                try:
+                    return list(result)
+                finally:
+                    if hasattr(result, "close"):
+                        result.close()
         return app(environ, start_response)
 
     return wrapped

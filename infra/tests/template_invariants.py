@@ -245,8 +245,10 @@ def check_queues_have_dlqs(t: Template) -> list[str]:
     queues = resources(t, QUEUE)
     redrives = dead_letter_targets(t)
     dlqs = set(redrives.values())
+    # Terminal queues like the DLQs: nothing consumes them, so nothing redelivers from them.
+    error_queues = rule_error_queues(t) - dlqs
     for qid, q in queues.items():
-        if qid in dlqs:
+        if qid in dlqs or qid in error_queues:
             continue
         redrive = props(q).get("RedrivePolicy")
         if not isinstance(redrive, dict):
@@ -268,11 +270,19 @@ def check_queues_have_dlqs(t: Template) -> list[str]:
         if dlq in seen:
             out.append(f"queues {seen[dlq]} and {qid} share the dead-letter queue {dlq}; each needs its own")
         seen.setdefault(dlq, qid)
-    for dlq in sorted(dlqs & set(queues)):
+    for dlq in sorted((dlqs | error_queues) & set(queues)):
         retention = number(t, props(queues[dlq]).get("MessageRetentionPeriod"), "min")
         if retention != DLQ_RETENTION_SECONDS:
             out.append(f"dead-letter queue {dlq} keeps messages {retention} s, not 14 days ({DLQ_RETENTION_SECONDS})")
     return out
+
+
+def rule_error_queues(t: Template) -> set[str]:
+    """The queues the IoT topic rules' error actions write to."""
+    return {
+        target(((props(r).get("TopicRulePayload") or {}).get("ErrorAction") or {}).get("Sqs", {}).get("QueueUrl"))
+        for r in resources(t, TOPIC_RULE).values()
+    } - {None}
 
 
 def check_queue_encryption(t: Template) -> list[str]:
@@ -398,7 +408,9 @@ def check_parents_differ(t: Template) -> list[str]:
 
 def check_iot_rules(t: Template) -> list[str]:
     """The uplink rule has exactly the SQL of §4.1, the presence rule the lifecycle SQL; both
-    write to a consumed queue with an error action into its DLQ."""
+    write to a consumed queue, with an error action into a queue that nothing consumes and that
+    is no function's DLQ (IoT's failure reports are neither records nor events: in a DLQ they
+    would be replayed into a function that cannot read them)."""
     out = []
     rules = resources(t, TOPIC_RULE)
     consumed = {target(ev.get("Queue")) for _, _, ev, _ in sqs_events(t)}
@@ -435,8 +447,14 @@ def check_iot_rules(t: Template) -> list[str]:
         err = (payload.get("ErrorAction") or {}).get("Sqs")
         if not err:
             out.append(f"topic rule {rid}: no Sqs ErrorAction")
-        elif queues and target(err.get("QueueUrl")) != redrives.get(queues[0]):
-            out.append(f"topic rule {rid}: ErrorAction does not write to the DLQ of {queues[0]}")
+        else:
+            eq = target(err.get("QueueUrl"))
+            if eq not in resources(t, QUEUE):
+                out.append(f"topic rule {rid}: ErrorAction writes to {eq}, not a queue of this template")
+            elif eq in consumed or eq in queues:
+                out.append(f"topic rule {rid}: ErrorAction writes to {eq}, which a function consumes")
+            elif eq in set(redrives.values()):
+                out.append(f"topic rule {rid}: ErrorAction writes to the DLQ {eq}; failure reports need their own queue")
     for name in sorted({"uplink", "presence"} - found):
         out.append(f"no {name} topic rule")
     return out

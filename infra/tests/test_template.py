@@ -223,6 +223,18 @@ def drop_a_rule_error_action(t: Template) -> None:
     del t["Resources"]["PresenceRule"]["Properties"]["TopicRulePayload"]["ErrorAction"]
 
 
+def rule_errors_into_a_dlq(t: Template) -> None:
+    t["Resources"]["UplinkRule"]["Properties"]["TopicRulePayload"]["ErrorAction"]["Sqs"]["QueueUrl"] = {"Ref": "UplinkDLQ"}
+
+
+def rule_errors_into_a_source_queue(t: Template) -> None:
+    t["Resources"]["PresenceRule"]["Properties"]["TopicRulePayload"]["ErrorAction"]["Sqs"]["QueueUrl"] = {"Ref": "PresenceQueue"}
+
+
+def short_rule_error_retention(t: Template) -> None:
+    t["Resources"]["RuleErrorQueue"]["Properties"]["MessageRetentionPeriod"] = 86400
+
+
 def drop_the_gsi(t: Template) -> None:
     del t["Resources"]["MembershipTable"]["Properties"]["GlobalSecondaryIndexes"]
 
@@ -268,6 +280,9 @@ MUTATIONS: list[tuple[Callable[[Template], None], Callable[[Template], list[str]
     (env_refers_to_nothing, inv.check_environment, "refers to PresenceTabel"),
     (change_the_uplink_sql, inv.check_iot_rules, "is neither the uplink rule"),
     (drop_a_rule_error_action, inv.check_iot_rules, "PresenceRule: no Sqs ErrorAction"),
+    (rule_errors_into_a_dlq, inv.check_iot_rules, "UplinkRule: ErrorAction writes to the DLQ UplinkDLQ"),
+    (rule_errors_into_a_source_queue, inv.check_iot_rules, "PresenceRule: ErrorAction writes to PresenceQueue, which a function consumes"),
+    (short_rule_error_retention, inv.check_queues_have_dlqs, "RuleErrorQueue keeps messages 86400 s"),
     (drop_the_gsi, inv.check_tables, "GSI byClient is missing"),
     (drop_the_ttl, inv.check_tables, "TTL on expiresAt"),
     (provisioned_table, inv.check_tables, "AttendanceTable is not on-demand"),
