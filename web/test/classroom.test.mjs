@@ -347,6 +347,23 @@ async function main() {
       assert((await chat(a, text).count()) === 0, 'A did not receive the muted message');
     });
 
+    await check('a teacher who opens the page later sees who is in the room, online and muted, at once', async () => {
+      // Another teacher device, in its own browser context: nothing was said since it
+      // joined, so only the join's member list can tell it about A and B.
+      const ctxT2 = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+      try {
+        const t2 = await open(ctxT2, 'teacher 2');
+        await signIn(t2, base, 'teacher', '002');
+        await member(t2, A, 'online');
+        await member(t2, B, 'online');
+        await t2.locator(`#member-list li.member.is-muted[data-client-id="${B}"]`).waitFor({ timeout: WAIT });
+        assert((await t2.locator(`#member-list li.member.is-muted[data-client-id="${A}"]`).count()) === 0, 'A is not shown muted');
+        await shot(t2, '03b-second-teacher-members');
+      } finally {
+        await ctxT2.close();
+      }
+    });
+
     await check('unmute: the input comes back and the student can send again', async () => {
       await t.click(`#member-list button.unmute[data-target="${B}"]`);
       await b.locator('#messages li.notice-unmute').waitFor({ timeout: WAIT });

@@ -17,7 +17,8 @@
 //!   only a student is muted), applied in DynamoDB, then the student gets a P2P `mute` /
 //!   `unmute` and the sender a `commandResult`. A `join` makes the sender a member (the
 //!   presence function announces its later transitions to the room) and announces it `online`
-//!   on `room/status/<roomId>` right away, since it was no member when it connected.
+//!   on `room/status/<roomId>` right away, since it was no member when it connected; a
+//!   teacher who joins also gets a P2P `members` notice (who is in the room, online, muted).
 //!
 //! What a client did wrong is answered with a notice and the record succeeds: it is handled.
 //! A record that is not a §4.2 message at all (no `clientId`, unknown sub-topic) fails and
@@ -37,7 +38,7 @@ use mapping::uplink::keys;
 use mapping::{
     ChatMessage, ChatNotice, ClientId, Command, GroupId, MappingError, Mode, Notice, P2pBody,
     P2pNotice, Parent, Policy, RejectedReason, Role, Roles, RoomId, RulesConfig, StatusNotice,
-    SubTopic, Verdict, authorize, notice_id,
+    SubTopic, Verdict, authorize, members_notices, notice_id,
 };
 use tracing::{Instrument, info};
 
@@ -383,7 +384,8 @@ impl Function {
         };
         match &command {
             Command::Join { room_id } => {
-                let role = match self.roles.role_of(&src.sender) {
+                let sender_role = self.roles.role_of(&src.sender);
+                let role = match sender_role {
                     Role::Teacher => "teacher",
                     Role::Student => "student",
                     Role::Other => "other",
@@ -399,7 +401,21 @@ impl Function {
                     notice_id(&src.id, "status"),
                     src.ts,
                 ));
-                Ok(vec![online, result(true)])
+                let mut notices = vec![online, result(true)];
+                // A teacher's member list is right from the start, not only after the next
+                // status notices: who is in the room, online and muted, read after the join
+                // was written (so it includes the teacher).
+                if sender_role == Role::Teacher {
+                    let members = self.store.members(room_id, src.ts).await?;
+                    notices.extend(members_notices(
+                        &src.sender,
+                        room_id,
+                        members,
+                        &src.id,
+                        src.ts,
+                    ));
+                }
+                Ok(notices)
             }
             Command::Mute {
                 room_id, target, ..

@@ -18,13 +18,20 @@
 //! stale mute delivered after a later unmute is refused by the condition instead of muting
 //! again. `expiresAt` lets DynamoDB's TTL remove ended mutes (30 days after an unmute, a day
 //! after a timed mute ends); TTL deletion is lazy, so reads compare `untilMs` themselves.
+//!
+//! # A room's members
+//! [`ModerationStore::members`] (for a teacher who joins): one Query of the room's
+//! memberships, one of its mutes, and `BatchGetItem` of the members' head items in
+//! `PresenceTable` for `online` (projected: nothing else of the presence table is read).
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+use std::collections::{HashMap, HashSet};
+
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, TransactWriteItem, Update};
 use mapping::presence::attrs;
-use mapping::{ClientId, RoomId};
+use mapping::{ClientId, MemberStatus, RoomId};
 
 /// How long an ended mute item is kept (for the ordering of late commands), seconds.
 pub const KEEP_ENDED_SECS: u64 = 30 * 24 * 3600;
@@ -57,6 +64,31 @@ fn s(v: impl Into<String>) -> AttributeValue {
 fn n(v: u64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
+
+fn get_str<'a>(item: &'a HashMap<String, AttributeValue>, key: &str) -> Option<&'a str> {
+    item.get(key)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+/// Whether a mute item mutes at `now_ms` (`muted` and not past `untilMs`).
+fn mute_in_force(item: &HashMap<String, AttributeValue>, now_ms: u64) -> bool {
+    let muted = item
+        .get("muted")
+        .and_then(|v| v.as_bool().ok())
+        .copied()
+        .unwrap_or(false);
+    let until = item
+        .get("untilMs")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    muted && until.is_none_or(|u| now_ms < u)
+}
+
+/// At most this many keys per `BatchGetItem` (DynamoDB's limit).
+const BATCH_GET_KEYS: usize = 100;
+/// Rounds of `UnprocessedKeys` retried before giving up (the record is then retried whole).
+const BATCH_GET_ROUNDS: usize = 5;
 
 /// A mute or unmute to apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,19 +161,131 @@ impl ModerationStore {
             .send()
             .await
             .map_err(|e| call_error("GetItem", e))?;
-        let Some(item) = resp.item() else {
-            return Ok(false);
-        };
-        let muted = item
-            .get("muted")
-            .and_then(|v| v.as_bool().ok())
-            .copied()
-            .unwrap_or(false);
-        let until = item
-            .get("untilMs")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        Ok(muted && until.is_none_or(|u| now_ms < u))
+        Ok(resp.item().is_some_and(|item| mute_in_force(item, now_ms)))
+    }
+
+    /// Every item of `table` whose HASH key `roomId` is `room` (all pages).
+    async fn room_items(
+        &self,
+        table: &str,
+        room: &RoomId,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let resp = self
+                .client
+                .query()
+                .table_name(table)
+                .key_condition_expression("roomId = :r")
+                .expression_attribute_values(":r", s(room.as_str()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| call_error("Query", e))?;
+            items.extend(resp.items.unwrap_or_default());
+            match resp.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// The clients of `clients` whose presence head says online.
+    async fn online_among(&self, clients: &[&str]) -> Result<HashSet<String>, StoreError> {
+        let mut online = HashSet::new();
+        for chunk in clients.chunks(BATCH_GET_KEYS) {
+            let keys = chunk
+                .iter()
+                .map(|c| {
+                    HashMap::from([
+                        (attrs::CLIENT_ID.to_owned(), s(*c)),
+                        (attrs::CHANNEL_ID.to_owned(), s(attrs::HEAD)),
+                    ])
+                })
+                .collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .projection_expression("#c, #o")
+                    .expression_attribute_names("#c", attrs::CLIENT_ID)
+                    .expression_attribute_names("#o", attrs::ONLINE)
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError {
+                        op: "BatchGetItem (build)",
+                        message: e.to_string(),
+                    })?,
+            );
+            let mut rounds = 0;
+            while let Some(req) = request.take() {
+                rounds += 1;
+                if rounds > BATCH_GET_ROUNDS {
+                    return Err(StoreError {
+                        op: "BatchGetItem",
+                        message: format!("keys still unprocessed after {BATCH_GET_ROUNDS} rounds"),
+                    });
+                }
+                let resp = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.presence_table, req)
+                    .send()
+                    .await
+                    .map_err(|e| call_error("BatchGetItem", e))?;
+                let heads = resp
+                    .responses
+                    .and_then(|mut r| r.remove(&self.presence_table))
+                    .unwrap_or_default();
+                online.extend(heads.iter().filter_map(|h| {
+                    let up = h.get(attrs::ONLINE).and_then(|v| v.as_bool().ok()) == Some(&true);
+                    get_str(h, attrs::CLIENT_ID)
+                        .filter(|_| up)
+                        .map(str::to_owned)
+                }));
+                request = resp
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.presence_table))
+                    .filter(|k| !k.keys().is_empty());
+            }
+        }
+        Ok(online)
+    }
+
+    /// The members of `room` with their role, whether they are online (the presence
+    /// function's `online` on their head item; absent = offline) and muted at `now_ms`.
+    pub async fn members(
+        &self,
+        room: &RoomId,
+        now_ms: u64,
+    ) -> Result<Vec<MemberStatus>, StoreError> {
+        let memberships = self.room_items(&self.membership_table, room).await?;
+        let muted: HashSet<String> = self
+            .room_items(&self.mute_table, room)
+            .await?
+            .iter()
+            .filter(|m| mute_in_force(m, now_ms))
+            .filter_map(|m| get_str(m, "clientId").map(str::to_owned))
+            .collect();
+        let ids: Vec<&str> = memberships
+            .iter()
+            .filter_map(|m| get_str(m, "clientId"))
+            .collect();
+        let online = self.online_among(&ids).await?;
+        Ok(memberships
+            .iter()
+            .filter_map(|m| {
+                // An item we cannot read back as a client ID is skipped, not fatal.
+                let client_id = ClientId::parse(get_str(m, "clientId")?).ok()?;
+                Some(MemberStatus {
+                    online: online.contains(client_id.as_str()),
+                    muted: muted.contains(client_id.as_str()),
+                    role: get_str(m, "role").unwrap_or("other").to_owned(),
+                    client_id,
+                })
+            })
+            .collect())
     }
 
     /// Applies a mute or unmute, unless a newer command already changed it.

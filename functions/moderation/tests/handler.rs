@@ -162,9 +162,19 @@ async fn scenario_2_the_teacher_mutes_a_student_who_is_told_by_p2p() {
             row("/p2p/GID_student@@@002", "mute", ""),
             row("/p2p/GID_teacher@@@001", "commandResult", ""),
             row("/p2p/GID_teacher@@@001", "commandResult", ""),
+            row("/p2p/GID_teacher@@@001", "members", ""),
             row("/status/1", "online", ""),
             row("/status/1", "online", ""),
         ]
+    );
+    // The teacher joined first: the room's members were the teacher alone.
+    let members = notices
+        .iter()
+        .find(|n| n.body["type"] == "members")
+        .unwrap();
+    assert_eq!(
+        members.body["members"],
+        serde_json::json!([{"clientId": TEACHER, "role": "teacher", "online": false, "muted": false}])
     );
     let mute = notices.iter().find(|n| n.body["type"] == "mute").unwrap();
     assert_eq!(mute.body["by"], TEACHER);
@@ -179,6 +189,87 @@ async fn scenario_2_the_teacher_mutes_a_student_who_is_told_by_p2p() {
     assert_eq!(
         mutes[0]["expiresAt"].as_n().unwrap(),
         &((1_732_240_001_000u64 + 600_000) / 1000 + 86_400).to_string()
+    );
+}
+
+#[tokio::test]
+async fn a_teacher_who_joins_gets_the_members_online_and_muted_and_a_student_does_not() {
+    let s = stack().await;
+    // Student 2 joins and is muted (until +600 s); student 1 joins; the teacher joined first.
+    s.run("scenario-2-teacher-mutes-student").await;
+    let mut join1 = fixture("scenario-2-teacher-mutes-student");
+    join1.records.truncate(2);
+    join1.records.remove(0);
+    let set = |r: &mut aws_lambda_events::sqs::SqsMessage, id: &str, client: &str, ts: u64| {
+        r.message_id = Some(id.to_owned());
+        for (k, v) in [
+            ("mqttMessageId", id.to_owned()),
+            ("clientId", client.to_owned()),
+            ("timestamp", ts.to_string()),
+        ] {
+            r.message_attributes.get_mut(k).unwrap().string_value = Some(v);
+        }
+    };
+    set(
+        &mut join1.records[0],
+        "join-s1",
+        STUDENT1,
+        1_732_240_002_000,
+    );
+    let resp = s.function.handle(join1).await.unwrap();
+    assert!(failed(&resp).is_empty());
+    let student_notices = s.downlink().await;
+    assert!(
+        student_notices.iter().all(|n| n.body["type"] != "members"),
+        "a student gets no member list: {student_notices:?}"
+    );
+    // What the presence function keeps on the head items: student 1 online, student 2 not.
+    for (client, online) in [(STUDENT1, true), (STUDENT2, false)] {
+        s.ddb
+            .update_item()
+            .table_name("presence")
+            .key("clientId", AttributeValue::S(client.to_owned()))
+            .key("channelId", AttributeValue::S("#head".to_owned()))
+            .update_expression("SET #o = :o")
+            .expression_attribute_names("#o", mapping::presence::attrs::ONLINE)
+            .expression_attribute_values(":o", AttributeValue::Bool(online))
+            .send()
+            .await
+            .unwrap();
+    }
+    // The teacher (re)joins within student 2's mute.
+    let mut rejoin = fixture("scenario-2-teacher-mutes-student");
+    rejoin.records.truncate(1);
+    set(
+        &mut rejoin.records[0],
+        "rejoin-t",
+        TEACHER,
+        1_732_240_003_000,
+    );
+    let resp = s.function.handle(rejoin).await.unwrap();
+    assert!(failed(&resp).is_empty());
+    let notices = s.downlink().await;
+    let members: Vec<&Received> = notices
+        .iter()
+        .filter(|n| n.body["type"] == "members")
+        .collect();
+    assert_eq!(members.len(), 1, "{notices:?}");
+    assert_eq!(members[0].sub, format!("/p2p/{TEACHER}"));
+    assert_eq!(members[0].id, "rejoin-t:members-1");
+    assert_eq!(
+        members[0].body["members"],
+        serde_json::json!([
+            {"clientId": STUDENT1, "role": "student", "online": true, "muted": false},
+            {"clientId": STUDENT2, "role": "student", "online": false, "muted": true},
+            {"clientId": TEACHER, "role": "teacher", "online": false, "muted": false},
+        ])
+    );
+    assert_eq!(
+        (
+            members[0].body["part"].as_u64(),
+            members[0].body["parts"].as_u64()
+        ),
+        (Some(1), Some(1))
     );
 }
 
@@ -223,10 +314,21 @@ async fn a_redelivered_command_batch_has_no_second_effect_and_the_same_notice_id
     let again = s.run("scenario-2-teacher-mutes-student").await;
     assert_eq!(s.items("membership").await, members);
     assert_eq!(s.items("mutes").await, mutes, "one mute, unchanged");
-    assert_eq!(
-        again, first,
-        "same notices with the same IDs: clients de-duplicate"
-    );
+    // Same notices with the same IDs: clients de-duplicate. A `members` notice is a snapshot
+    // of the room when the join was handled (here student 2 has joined and is muted by the
+    // time of the redelivery): same ID, so a client that got the first keeps it.
+    let without_members = |v: &[Received]| -> Vec<Received> {
+        v.iter()
+            .map(|n| {
+                let mut n = n.clone();
+                if n.body["type"] == "members" {
+                    n.body["members"] = Value::Null;
+                }
+                n
+            })
+            .collect()
+    };
+    assert_eq!(without_members(&again), without_members(&first));
 }
 
 #[tokio::test]

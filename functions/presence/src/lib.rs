@@ -339,6 +339,7 @@ impl Function {
                 state: &state,
                 read_version: snapshot.version,
                 rooms,
+                online: presence.is_online(),
             };
             calls += 1;
             match self.store.write(&write).await {

@@ -181,6 +181,8 @@ pub struct Write<'a> {
     pub read_version: u64,
     /// Rooms to add to the attendance item (known on transitions).
     pub rooms: &'a [RoomId],
+    /// Whether the client is online after this event (kept on the head item).
+    pub online: bool,
 }
 
 impl PresenceStore {
@@ -255,14 +257,16 @@ impl PresenceStore {
             .table_name(&self.presence_table)
             .key(attrs::CLIENT_ID, s(w.client.as_str()))
             .key(attrs::CHANNEL_ID, s(HEAD))
-            .update_expression("SET #v = :next")
+            .update_expression("SET #v = :next, #online = :online")
             .condition_expression(if w.read_version == 0 {
                 "attribute_not_exists(#v)"
             } else {
                 "#v = :read"
             })
             .expression_attribute_names("#v", attrs::VERSION)
-            .expression_attribute_values(":next", n(w.read_version + 1));
+            .expression_attribute_names("#online", attrs::ONLINE)
+            .expression_attribute_values(":next", n(w.read_version + 1))
+            .expression_attribute_values(":online", AttributeValue::Bool(w.online));
         let head = if w.read_version == 0 {
             head
         } else {

@@ -36,8 +36,8 @@ pub use lifecycle::{LifecycleEvent, LifecycleKind, OfflineReason};
 pub use moderation::{Mode, Policy, PolicyError, RejectReason, Verdict};
 pub use names::{ClientId, GroupId, NameError, Role, Roles, RoomId};
 pub use notice::{
-    ChatNotice, Downlink, Notice, P2pBody, P2pNotice, RejectedReason, StatusNotice, SystemNotice,
-    notice_id,
+    ChatNotice, Downlink, MemberStatus, Notice, P2pBody, P2pNotice, RejectedReason, StatusNotice,
+    SystemNotice, members_notices, notice_id,
 };
 pub use presence::{Applied, ChannelState, ClientPresence, Offline, Transition};
 pub use topic::{Parent, SubTopic, Topic, TopicError};

@@ -50,6 +50,8 @@ pub enum NoticeType {
     Rejected,
     /// Your command was carried out.
     CommandResult,
+    /// The members of a room (to a teacher who joins).
+    Members,
 }
 
 /// Why something a client sent was refused (`reason` of a `rejected` notice).
@@ -242,6 +244,19 @@ pub enum P2pBody {
         #[serde(skip_serializing_if = "Option::is_none")]
         ref_msg_id: Option<String>,
     },
+    /// The members of `room_id` and where they stand, sent to a teacher who joins (page
+    /// `part` of `parts`, from 1), so the member list is right from the start.
+    #[serde(rename_all = "camelCase")]
+    Members {
+        /// The room.
+        room_id: RoomId,
+        /// This page of the members, sorted by client ID.
+        members: Vec<MemberStatus>,
+        /// This page's number, from 1.
+        part: usize,
+        /// How many pages there are.
+        parts: usize,
+    },
     /// Your command was carried out.
     #[serde(rename_all = "camelCase")]
     CommandResult {
@@ -254,6 +269,63 @@ pub enum P2pBody {
         /// The target of a mute or unmute (`null` for join).
         target: Option<ClientId>,
     },
+}
+
+/// One member of a room as the `members` notice lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// The member.
+    pub client_id: ClientId,
+    /// `teacher`, `student` or `other`, as recorded when it joined.
+    pub role: String,
+    /// Online now, as far as the presence function has seen.
+    pub online: bool,
+    /// Muted in this room now.
+    pub muted: bool,
+}
+
+/// At most this many members per `members` notice (a page of 200 stays far below the 64 KiB
+/// payload limit); a larger room gets several notices.
+pub const MEMBERS_PER_NOTICE: usize = 200;
+
+/// The `members` notices for `to`: the room's members sorted by client ID, in pages of
+/// [`MEMBERS_PER_NOTICE`] (one notice, possibly empty, at least), with notice IDs derived from
+/// the source record so a redelivery sends the same IDs.
+pub fn members_notices(
+    to: &ClientId,
+    room_id: &RoomId,
+    mut members: Vec<MemberStatus>,
+    source: &str,
+    ts: u64,
+) -> Vec<Notice> {
+    members.sort_by(|a, b| a.client_id.as_str().cmp(b.client_id.as_str()));
+    let pages: Vec<Vec<MemberStatus>> = if members.is_empty() {
+        vec![Vec::new()]
+    } else {
+        members
+            .chunks(MEMBERS_PER_NOTICE)
+            .map(<[MemberStatus]>::to_vec)
+            .collect()
+    };
+    let parts = pages.len();
+    pages
+        .into_iter()
+        .enumerate()
+        .map(|(i, page)| {
+            Notice::from(P2pNotice {
+                to: to.clone(),
+                body: P2pBody::Members {
+                    room_id: room_id.clone(),
+                    members: page,
+                    part: i + 1,
+                    parts,
+                },
+                msg_id: notice_id(source, &format!("members-{}", i + 1)),
+                ts,
+            })
+        })
+        .collect()
 }
 
 /// Any notice.
@@ -449,6 +521,48 @@ mod tests {
             sys.body(),
             r#"{"type":"system","msg":"class starts","msgId":"n1","ts":4}"#
         );
+    }
+
+    #[test]
+    fn members_come_sorted_in_pages_with_stable_ids() {
+        let room = RoomId::parse("1").unwrap();
+        let member = |i: usize| MemberStatus {
+            client_id: id(&format!("GID_student@@@{i:03}")),
+            role: "student".to_owned(),
+            online: i % 2 == 0,
+            muted: i == 3,
+        };
+        let teacher = id("GID_teacher@@@001");
+        let one = members_notices(&teacher, &room, vec![member(3), member(2)], "rec-1", 7);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].sub_topic().as_str(), "/p2p/GID_teacher@@@001");
+        assert_eq!(
+            one[0].body(),
+            r#"{"type":"members","roomId":"1","members":[{"clientId":"GID_student@@@002","role":"student","online":true,"muted":false},{"clientId":"GID_student@@@003","role":"student","online":false,"muted":true}],"part":1,"parts":1,"msgId":"rec-1:members-1","ts":7}"#
+        );
+        let many: Vec<MemberStatus> = (0..MEMBERS_PER_NOTICE + 1).rev().map(member).collect();
+        let pages = members_notices(&teacher, &room, many, "rec-2", 8);
+        assert_eq!(pages.len(), 2);
+        let bodies: Vec<serde_json::Value> = pages
+            .iter()
+            .map(|p| serde_json::from_str(&p.body()).unwrap())
+            .collect();
+        assert_eq!(
+            bodies[0]["members"].as_array().unwrap().len(),
+            MEMBERS_PER_NOTICE
+        );
+        assert_eq!(bodies[1]["members"][0]["clientId"], "GID_student@@@200");
+        assert_eq!(
+            (bodies[1]["part"].as_u64(), bodies[1]["parts"].as_u64()),
+            (Some(2), Some(2))
+        );
+        assert_eq!(
+            bodies[0]["members"][0]["clientId"], "GID_student@@@000",
+            "sorted"
+        );
+        assert_eq!(pages[1].msg_id(), "rec-2:members-2");
+        let empty = members_notices(&teacher, &room, Vec::new(), "rec-3", 9);
+        assert_eq!(empty.len(), 1, "an empty room still answers");
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub mod attrs {
     /// On a channel item with an offline event: when DynamoDB may delete it, seconds since
     /// the epoch (the table's TTL attribute; see [`super::RETENTION_MS`]).
     pub const EXPIRES_AT: &str = "expiresAt";
+    /// On the head item: whether the client was online after the last event applied (BOOL),
+    /// written with `version`; the moderation function reads it for a room's member list.
+    pub const ONLINE: &str = "online";
 }
 
 /// How long a channel's state is kept after its offline event, and the age beyond which a

@@ -410,6 +410,20 @@ function onP2p(m) {
       li.dataset.reason = String(b.reason || '');
       break;
     }
+    case 'members': {
+      // The room's members when we joined (teachers): online state (latest wins against the
+      // status notices) and mute state; our own entry is what our connection says.
+      if (!forUs || !Array.isArray(b.members)) return;
+      for (const x of b.members) {
+        const id = String((x && x.clientId) || '');
+        if (!id || id === me) continue;
+        observe(id, !!x.online, m.ts);
+        const mem = members.get(id);
+        if (mem && !mem.pending) mem.muted = !!x.muted;
+      }
+      renderMembers();
+      break;
+    }
     case 'commandResult': {
       if (!forUs) return;
       if (b.command === 'join') {
