@@ -67,6 +67,40 @@ fn chat_batch(range: std::ops::Range<usize>) -> SqsEvent {
     serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
 }
 
+/// A warm container frozen between invocations: the broker heard nothing from it and it heard
+/// nothing back. Simulated by freezing the broker for longer than 1.5 x keep-alive: the next
+/// invocation replaces the connection before publishing instead of trusting a dead socket.
+#[tokio::test]
+async fn a_connection_silent_past_one_and_a_half_keepalives_is_replaced_before_publishing() {
+    let broker = Mosquitto::start();
+    let f = function(broker.port); // keep-alive 5 s
+    for range in [0..1, 1..2] {
+        let resp = f.handle(chat_batch(range)).await.unwrap();
+        assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
+    }
+    assert_eq!(
+        f.publisher().connections_opened(),
+        1,
+        "a connection in use is kept"
+    );
+
+    broker.pause();
+    tokio::time::sleep(f.publisher().idle_limit() + Duration::from_millis(500)).await;
+    let late = tokio::spawn(async move {
+        let resp = f.handle(chat_batch(2..3)).await.unwrap();
+        (resp, f)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    broker.resume();
+    let (resp, f) = late.await.unwrap();
+    assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
+    assert_eq!(
+        f.publisher().connections_opened(),
+        2,
+        "the silent connection was replaced before publishing"
+    );
+}
+
 #[tokio::test]
 async fn chat_is_received_at_qos1_with_its_message_id_and_timestamp() {
     let broker = Mosquitto::start();

@@ -239,6 +239,15 @@ impl Env {
                 problem: "must be greater than zero".to_owned(),
             });
         }
+        let keep_alive: u64 = self.parse_or("MQTT_KEEP_ALIVE_SECS", 30)?;
+        if !(5..=65_535).contains(&keep_alive) {
+            return Err(ConfigError::Invalid {
+                var: "MQTT_KEEP_ALIVE_SECS",
+                value: keep_alive.to_string(),
+                problem: "must be 5 to 65535 seconds (MQTT's limit; rumqttc's minimum is 5)"
+                    .to_owned(),
+            });
+        }
         let prefix = self.or("MQTT_CLIENT_ID_PREFIX", "backend-inflow-");
         if prefix.len() > 40 || prefix.contains(['/', '+', '#']) {
             return Err(ConfigError::Invalid {
@@ -257,7 +266,7 @@ impl Env {
             }),
             client_id_prefix: prefix,
             credentials,
-            keep_alive: std::time::Duration::from_secs(self.parse_or("MQTT_KEEP_ALIVE_SECS", 30)?),
+            keep_alive: std::time::Duration::from_secs(keep_alive),
             publish_timeout: std::time::Duration::from_millis(timeout_ms),
         })
     }
@@ -287,6 +296,14 @@ mod tests {
             ("MQTT_PUBLISH_TIMEOUT_MS", "0"),
         ]);
         assert!(env.mqtt_settings(&sdk).await.is_err());
+        for bad in ["4", "0", "70000"] {
+            let env = Env::from_map([
+                ("MQTT_URL", "mqtt://127.0.0.1:1883"),
+                ("MQTT_KEEP_ALIVE_SECS", bad),
+            ]);
+            let msg = env.mqtt_settings(&sdk).await.unwrap_err().to_string();
+            assert!(msg.contains("MQTT_KEEP_ALIVE_SECS"), "{msg}");
+        }
         let env = Env::from_map([("MQTT_URL", "tcp://127.0.0.1")]);
         let msg = env.mqtt_settings(&sdk).await.unwrap_err().to_string();
         assert!(msg.contains("MQTT_URL"), "{msg}");

@@ -16,8 +16,9 @@
 //! turns a lost publish into a "delivered" one, and the next publish opens a new connection.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use mapping::{Publish, Qos};
 use rumqttc::v5::mqttbytes::QoS;
@@ -150,6 +151,31 @@ struct Tracker {
     inflight: HashMap<u16, Waiter>,
     /// Set when the connection is gone: new waiters fail at once.
     closed: Option<String>,
+    /// When the broker was last heard from (any packet), or the connection opened.
+    last_heard: Option<Heard>,
+}
+
+/// A moment on both clocks: the monotonic one may stand still while a whole micro-VM is
+/// paused, the wall clock is corrected after it resumes; the longer silence counts.
+#[derive(Debug, Clone, Copy)]
+struct Heard {
+    mono: Instant,
+    wall: SystemTime,
+}
+
+impl Heard {
+    fn now() -> Self {
+        Self {
+            mono: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.mono
+            .elapsed()
+            .max(self.wall.elapsed().unwrap_or(Duration::ZERO))
+    }
 }
 
 impl Tracker {
@@ -189,6 +215,13 @@ impl Connection {
         lock(&self.tracker).closed.is_none() && !self.task.is_finished()
     }
 
+    /// How long the broker has been silent.
+    fn silence(&self) -> Duration {
+        lock(&self.tracker)
+            .last_heard
+            .map_or(Duration::ZERO, |h| h.elapsed())
+    }
+
     fn close(&self, reason: &str) {
         self.task.abort();
         lock(&self.tracker).fail_all(reason);
@@ -200,6 +233,7 @@ pub struct MqttPublisher {
     settings: MqttSettings,
     conn: tokio::sync::Mutex<Option<Connection>>,
     order: tokio::sync::Mutex<()>,
+    opened: AtomicU64,
 }
 
 fn to_qos(q: Qos) -> QoS {
@@ -217,7 +251,22 @@ impl MqttPublisher {
             settings,
             conn: tokio::sync::Mutex::new(None),
             order: tokio::sync::Mutex::new(()),
+            opened: AtomicU64::new(0),
         }
+    }
+
+    /// How many connections this publisher has opened (diagnostics and tests).
+    pub fn connections_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    /// A connection the broker has been silent on for longer than this is replaced before
+    /// publishing: 1.5 x keep-alive, after which the broker has dropped a silent client. A
+    /// live connection hears a PINGRESP at least every keep-alive; a Lambda container frozen
+    /// between invocations hears nothing, and its first publish after thawing would otherwise
+    /// go out on a dead socket and fail the batch after the publish timeout.
+    pub fn idle_limit(&self) -> Duration {
+        self.settings.keep_alive * 3 / 2
     }
 
     fn options(&self) -> MqttOptions {
@@ -258,8 +307,16 @@ impl MqttPublisher {
     /// The live connection, opening a new one when there is none or the old one broke.
     async fn connection(&self) -> (AsyncClient, Arc<Mutex<Tracker>>) {
         let mut guard = self.conn.lock().await;
+        let limit = self.idle_limit();
         if let Some(c) = guard.as_ref().filter(|c| c.is_alive()) {
-            return (c.client.clone(), c.tracker.clone());
+            let silence = c.silence();
+            if silence <= limit {
+                return (c.client.clone(), c.tracker.clone());
+            }
+            info!(
+                silent_ms = u64::try_from(silence.as_millis()).unwrap_or(u64::MAX),
+                "the broker has been silent for longer than 1.5 x keep-alive (a frozen container?); reconnecting before publishing"
+            );
         }
         if let Some(old) = guard.take() {
             old.close("connection replaced");
@@ -267,7 +324,11 @@ impl MqttPublisher {
         let opts = self.options();
         info!(client_id = opts.client_id(), host = %self.settings.host, port = self.settings.port, "opening MQTT connection");
         let (client, eventloop) = AsyncClient::new(opts, 100);
-        let tracker = Arc::new(Mutex::new(Tracker::default()));
+        let tracker = Arc::new(Mutex::new(Tracker {
+            last_heard: Some(Heard::now()),
+            ..Tracker::default()
+        }));
+        self.opened.fetch_add(1, Ordering::Relaxed);
         let task = tokio::spawn(drive(eventloop, tracker.clone()));
         let conn = Connection {
             client: client.clone(),
@@ -383,7 +444,11 @@ impl MqttPublisher {
 /// Polls the event loop, matching acknowledgements to waiters, until the connection breaks.
 async fn drive(mut eventloop: EventLoop, tracker: Arc<Mutex<Tracker>>) {
     loop {
-        match eventloop.poll().await {
+        let event = eventloop.poll().await;
+        if let Ok(Event::Incoming(_)) = &event {
+            lock(&tracker).last_heard = Some(Heard::now());
+        }
+        match event {
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                 let mut t = lock(&tracker);
                 if let Some(w) = t.queued.pop_front() {
