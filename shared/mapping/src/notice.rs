@@ -529,7 +529,7 @@ mod tests {
         let member = |i: usize| MemberStatus {
             client_id: id(&format!("GID_student@@@{i:03}")),
             role: "student".to_owned(),
-            online: i % 2 == 0,
+            online: i.is_multiple_of(2),
             muted: i == 3,
         };
         let teacher = id("GID_teacher@@@001");
