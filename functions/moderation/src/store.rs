@@ -24,11 +24,11 @@
 //! memberships, one of its mutes, and `BatchGetItem` of the members' head items in
 //! `PresenceTable` for `online` (projected: nothing else of the presence table is read).
 
+use std::collections::{HashMap, HashSet};
+
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use std::collections::{HashMap, HashSet};
-
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, TransactWriteItem, Update};
 use mapping::presence::attrs;
 use mapping::{ClientId, MemberStatus, RoomId};
