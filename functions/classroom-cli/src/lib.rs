@@ -140,14 +140,7 @@ pub async fn run(
                     max: rules.limits.payload_max_bytes,
                 });
             }
-            let message = OutgoingMessage {
-                attributes: downlink
-                    .attributes()
-                    .into_iter()
-                    .map(|(k, v)| (k.into(), v))
-                    .collect(),
-                body: downlink.body,
-            };
+            let message = OutgoingMessage::from(downlink);
             let sender = SqsSender::new(aws_sdk_sqs::Client::new(sdk));
             for result in sender.send_all(&queue, &[message]).await {
                 result?;

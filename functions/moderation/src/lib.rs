@@ -62,19 +62,6 @@ pub struct Function {
     rules: RulesConfig,
 }
 
-/// A notice as an SQS message for the downlink queue.
-pub fn to_outgoing(notice: &Notice) -> OutgoingMessage {
-    let d = notice.to_downlink();
-    OutgoingMessage {
-        attributes: d
-            .attributes()
-            .into_iter()
-            .map(|(k, v)| (k.into(), v))
-            .collect(),
-        body: d.body,
-    }
-}
-
 fn groups(env: &Env, var: &'static str, default: &str) -> Result<Vec<GroupId>, ConfigError> {
     let value = env.or(var, default);
     value
@@ -208,8 +195,10 @@ impl Function {
                 }
             }
             if !pending.is_empty() {
-                let messages: Vec<OutgoingMessage> =
-                    pending.iter().map(|(_, n)| to_outgoing(n)).collect();
+                let messages: Vec<OutgoingMessage> = pending
+                    .iter()
+                    .map(|(_, n)| n.to_downlink().into())
+                    .collect();
                 let results = self
                     .sender
                     .send_all(&self.downlink_queue_url, &messages)

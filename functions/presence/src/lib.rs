@@ -94,19 +94,6 @@ pub struct Function {
     clock: fn() -> u64,
 }
 
-/// A notice as an SQS message for the downlink queue.
-pub fn to_outgoing(notice: &Notice) -> OutgoingMessage {
-    let d = notice.to_downlink();
-    OutgoingMessage {
-        attributes: d
-            .attributes()
-            .into_iter()
-            .map(|(k, v)| (k.into(), v))
-            .collect(),
-        body: d.body,
-    }
-}
-
 /// The ID all status notices caused by `event` derive from: the event itself (client,
 /// channel, kind), so a redelivery or a duplicate delivery by the broker gives the same IDs.
 pub fn event_source_id(event: &LifecycleEvent) -> String {
@@ -283,7 +270,8 @@ impl Function {
         if notices.is_empty() {
             return Ok(());
         }
-        let messages: Vec<OutgoingMessage> = notices.iter().map(to_outgoing).collect();
+        let messages: Vec<OutgoingMessage> =
+            notices.iter().map(|n| n.to_downlink().into()).collect();
         for result in self
             .sender
             .send_all(&self.downlink_queue_url, &messages)

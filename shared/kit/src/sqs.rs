@@ -24,6 +24,21 @@ pub struct OutgoingMessage {
     pub attributes: Vec<(Cow<'static, str>, String)>,
 }
 
+/// A notice for the downlink queue (§4.3): its body, and `mqttSecondTopic`, `mqttMessageId`
+/// and `timestamp` as string attributes.
+impl From<mapping::Downlink> for OutgoingMessage {
+    fn from(d: mapping::Downlink) -> Self {
+        Self {
+            attributes: d
+                .attributes()
+                .into_iter()
+                .map(|(k, v)| (k.into(), v))
+                .collect(),
+            body: d.body,
+        }
+    }
+}
+
 impl OutgoingMessage {
     /// Bytes this message counts for against the batch limit.
     fn size(&self) -> usize {
