@@ -13,9 +13,10 @@
 // Prints `web: http://127.0.0.1:<port>/` once listening.
 import { createServer } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readClients, readEnv } from './stack-files.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const pub = join(here, 'public');
@@ -35,25 +36,6 @@ const types = {
   '.ico': 'image/x-icon',
   '.json': 'application/json',
 };
-
-export function readEnv(path) {
-  const env = {};
-  if (!existsSync(path)) return env;
-  for (const line of readFileSync(path, 'utf8').split('\n')) {
-    const i = line.indexOf('=');
-    if (i > 0 && !line.startsWith('#')) env[line.slice(0, i).trim()] = line.slice(i + 1).trim();
-  }
-  return env;
-}
-
-/** The stack's roster (`<clientId> <password>` per line), [] when there is none. */
-export function readClients(path) {
-  if (!path || !existsSync(path)) return [];
-  return readFileSync(path, 'utf8')
-    .split('\n')
-    .map((l) => l.trim().split(/\s+/))
-    .filter(([id, pw]) => id && pw && !id.startsWith('#'));
-}
 
 const list = (v, d) => (v ? v.split(',').map((s) => s.trim()).filter(Boolean) : d);
 

@@ -10,11 +10,12 @@
 //   HEADED=1           show the browser (needs a display)
 // Screenshots: web/test-artifacts/*.png. Exit status 0 only when every check passed.
 import { spawn, execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
+import { readClients, readEnv } from '../stack-files.mjs';
 
 const run = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -56,15 +57,6 @@ function alive(pid) {
   } catch {
     return false;
   }
-}
-
-function readEnv(path) {
-  const env = {};
-  for (const line of readFileSync(path, 'utf8').split('\n')) {
-    const i = line.indexOf('=');
-    if (i > 0) env[line.slice(0, i).trim()] = line.slice(i + 1).trim();
-  }
-  return env;
 }
 
 // --- the stack ----------------------------------------------------------------------------
@@ -141,14 +133,6 @@ async function open(context, name) {
 }
 // The stack's roster: `<clientId> <password>` per line (infra/local/stack.sh writes it).
 let passwords = new Map();
-function readClients(path) {
-  const map = new Map();
-  for (const line of readFileSync(path, 'utf8').split('\n')) {
-    const [id, pw] = line.trim().split(/\s+/);
-    if (id && pw && !id.startsWith('#')) map.set(id, pw);
-  }
-  return map;
-}
 function passwordOf(role, device) {
   const id = `GID_${role}@@@${device}`;
   const pw = passwords.get(id);
@@ -221,7 +205,7 @@ async function main() {
   await stackUp();
   const env = readEnv(stackEnvPath);
   assert(env.MQTT_CLIENTS_FILE, `no MQTT_CLIENTS_FILE in ${stackEnvPath}`);
-  passwords = readClients(env.MQTT_CLIENTS_FILE);
+  passwords = new Map(readClients(env.MQTT_CLIENTS_FILE));
   const banned = (env.BANNED_WORDS || '').split(',').map((s) => s.trim()).filter(Boolean);
   const maxChars = Number(env.MAX_MESSAGE_CHARS) || 500;
   const base = await serve();
