@@ -9,19 +9,42 @@
 //!     de-duplicate by `msgId`).
 //!   - `classroom online <clientId>...` asks whether 1 to 10 clients are online, from the
 //!     presence table (`PRESENCE_TABLE`), and prints one JSON answer per line.
+//!   - `classroom token issue|classroom|status|revoke|revoke-client|query ...` ([`TokenCommand`])
+//!     calls the token issuer's HTTP handler (`token::Function::handle`) in-process with the
+//!     request its HTTP API takes ([`TokenCommand::request`]) and prints the JSON answer; an
+//!     answer other than 2xx is an error (exit code 1) with the JSON on stderr. The issuer's
+//!     variables apply (`TOKEN_TABLE`, `ENROLLMENT_TABLE`, `SIGNING_KEYS_SECRET_ID`,
+//!     `IOT_ARN_PREFIX`, ...).
 
 use kit::{ConfigError, Env, OutgoingMessage, SendError, SqsSender};
+use lambda_http::{Body, Request};
 use mapping::{Notice, SystemNotice};
 use presence_query::{Answer, QueryError};
+use serde_json::json;
 
 /// The usage text.
 pub const USAGE: &str = "usage:
   classroom notify \"<text>\" [--id <msgId>]   send a system notice to room/system
   classroom online <clientId>...             is each of 1..10 clients online?
+  classroom token issue <clientId> [--read <filter>]... [--write <filter>]...
+                  [--expires-in <s> | --expire-time <ms since the epoch>]
+                                             issue a token (default --expires-in 3600)
+  classroom token classroom <clientId> <roomId>... [--expires-in <s>]
+                                             a classroom token for the rooms, with enrollment
+  classroom token status <tokenId>           active, revoked or expired
+  classroom token revoke <tokenId>           revoke one token
+  classroom token revoke-client <clientId>   revoke every token of a client issued so far
+  classroom token query <token | -> [--client <clientId>]
+                                             verify a token (`-`: read it from stdin)
 
-environment: DOWNLINK_QUEUE_URL (notify), PRESENCE_TABLE (online), UPLINK_PARENTS,
+environment: DOWNLINK_QUEUE_URL (notify), PRESENCE_TABLE (online), TOKEN_TABLE,
+ENROLLMENT_TABLE, SIGNING_KEYS_SECRET_ID, IOT_ARN_PREFIX, TOKEN_MIN_LIFETIME_SECS,
+TOKEN_MAX_LIFETIME_SECS, TEACHER_GROUPS, STUDENT_GROUPS (token), UPLINK_PARENTS,
 DOWNLINK_PARENTS, TOPIC_MAX_CHARS, PAYLOAD_MAX_BYTES, and the AWS variables
 (AWS_ENDPOINT_URL for a local moto).";
+
+/// The lifetime `token issue` and `token classroom` ask for when none is given, seconds.
+pub const DEFAULT_EXPIRES_IN: u64 = 3600;
 
 /// A parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +61,263 @@ pub enum Command {
         /// 1 to 10 client IDs.
         clients: Vec<String>,
     },
+    /// A call of the token issuer.
+    Token(TokenCommand),
+}
+
+/// When a requested token expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// `expiresIn`: seconds after issue.
+    In(u64),
+    /// `expireTime`: ms since the epoch (Alibaba's form).
+    At(u64),
+}
+
+/// `classroom token ...`: one route of the token issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenCommand {
+    /// `POST /tokens`.
+    Issue {
+        /// The client.
+        client_id: String,
+        /// Read filters.
+        read: Vec<String>,
+        /// Write filters.
+        write: Vec<String>,
+        /// The expiry.
+        expiry: Expiry,
+    },
+    /// `POST /tokens/classroom`.
+    Classroom {
+        /// The client.
+        client_id: String,
+        /// The rooms.
+        rooms: Vec<String>,
+        /// Seconds.
+        expires_in: u64,
+    },
+    /// `GET /tokens/{tokenId}`.
+    Status {
+        /// The token ID.
+        token_id: String,
+    },
+    /// `POST /tokens/{tokenId}/revoke`.
+    Revoke {
+        /// The token ID.
+        token_id: String,
+    },
+    /// `POST /clients/{clientId}/revoke`.
+    RevokeClient {
+        /// The client.
+        client_id: String,
+    },
+    /// `POST /tokens/query`.
+    Query {
+        /// The token (`-` on the command line: read from stdin before running).
+        token: String,
+        /// The client it must be for, if given.
+        client_id: Option<String>,
+    },
+}
+
+/// Percent-encodes a path segment (everything but `[A-Za-z0-9_-]`), so any argument stays
+/// one segment and the issuer refuses what is not an ID.
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn value_of<'a>(
+    flag: &str,
+    it: &mut impl Iterator<Item = &'a String>,
+) -> Result<&'a String, UsageError> {
+    it.next()
+        .ok_or_else(|| UsageError(format!("{flag} needs a value")))
+}
+
+fn seconds(flag: &str, value: &str) -> Result<u64, UsageError> {
+    value
+        .parse()
+        .map_err(|_| UsageError(format!("{flag} takes a whole number, not {value:?}")))
+}
+
+impl TokenCommand {
+    /// Parses the arguments after `token`.
+    pub fn parse(args: &[String]) -> Result<Self, UsageError> {
+        let Some((sub, rest)) = args.split_first() else {
+            return Err(UsageError(
+                "token needs a subcommand: issue, classroom, status, revoke, revoke-client or query"
+                    .to_owned(),
+            ));
+        };
+        let mut positional = Vec::new();
+        let mut read = Vec::new();
+        let mut write = Vec::new();
+        let mut expires_in = None;
+        let mut expire_time = None;
+        let mut client = None;
+        let mut it = rest.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--read" => read.push(value_of(a, &mut it)?.clone()),
+                "--write" => write.push(value_of(a, &mut it)?.clone()),
+                "--expires-in" => expires_in = Some(seconds(a, value_of(a, &mut it)?)?),
+                "--expire-time" => expire_time = Some(seconds(a, value_of(a, &mut it)?)?),
+                "--client" => client = Some(value_of(a, &mut it)?.clone()),
+                flag if flag.starts_with("--") => {
+                    return Err(UsageError(format!("unknown option {flag:?}")));
+                }
+                _ => positional.push(a.clone()),
+            }
+        }
+        let only = |allowed: &[&str]| -> Result<(), UsageError> {
+            let given = [
+                ("--read", !read.is_empty()),
+                ("--write", !write.is_empty()),
+                ("--expires-in", expires_in.is_some()),
+                ("--expire-time", expire_time.is_some()),
+                ("--client", client.is_some()),
+            ];
+            match given.iter().find(|(f, set)| *set && !allowed.contains(f)) {
+                Some((f, _)) => Err(UsageError(format!("token {sub} does not take {f}"))),
+                None => Ok(()),
+            }
+        };
+        let one = |what: &str| -> Result<String, UsageError> {
+            match positional.as_slice() {
+                [one] => Ok(one.clone()),
+                _ => Err(UsageError(format!(
+                    "token {sub} takes one {what}, not {}",
+                    positional.len()
+                ))),
+            }
+        };
+        match sub.as_str() {
+            "issue" => {
+                only(&["--read", "--write", "--expires-in", "--expire-time"])?;
+                let expiry = match (expires_in, expire_time) {
+                    (Some(_), Some(_)) => {
+                        return Err(UsageError(
+                            "give --expires-in or --expire-time, not both".to_owned(),
+                        ));
+                    }
+                    (_, Some(ms)) => Expiry::At(ms),
+                    (s, None) => Expiry::In(s.unwrap_or(DEFAULT_EXPIRES_IN)),
+                };
+                Ok(Self::Issue {
+                    client_id: one("client ID")?,
+                    read,
+                    write,
+                    expiry,
+                })
+            }
+            "classroom" => {
+                only(&["--expires-in"])?;
+                let Some((client_id, rooms)) = positional.split_first() else {
+                    return Err(UsageError(
+                        "token classroom takes a client ID and its room IDs".to_owned(),
+                    ));
+                };
+                if rooms.is_empty() {
+                    return Err(UsageError(
+                        "token classroom needs at least one room ID".to_owned(),
+                    ));
+                }
+                Ok(Self::Classroom {
+                    client_id: client_id.clone(),
+                    rooms: rooms.to_vec(),
+                    expires_in: expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
+                })
+            }
+            "status" => {
+                only(&[])?;
+                Ok(Self::Status {
+                    token_id: one("token ID")?,
+                })
+            }
+            "revoke" => {
+                only(&[])?;
+                Ok(Self::Revoke {
+                    token_id: one("token ID")?,
+                })
+            }
+            "revoke-client" => {
+                only(&[])?;
+                Ok(Self::RevokeClient {
+                    client_id: one("client ID")?,
+                })
+            }
+            "query" => {
+                only(&["--client"])?;
+                Ok(Self::Query {
+                    token: one("token (or -)")?,
+                    client_id: client,
+                })
+            }
+            other => Err(UsageError(format!("unknown token subcommand {other:?}"))),
+        }
+    }
+
+    /// The HTTP request the issuer's API takes for this command (the same JSON as over HTTP).
+    pub fn request(&self) -> Request {
+        let (method, path, body) = match self {
+            Self::Issue {
+                client_id,
+                read,
+                write,
+                expiry,
+            } => {
+                let mut body = json!({ "clientId": client_id, "read": read, "write": write });
+                match expiry {
+                    Expiry::In(s) => body["expiresIn"] = (*s).into(),
+                    Expiry::At(ms) => body["expireTime"] = (*ms).into(),
+                }
+                ("POST", "/tokens".to_owned(), Some(body))
+            }
+            Self::Classroom {
+                client_id,
+                rooms,
+                expires_in,
+            } => (
+                "POST",
+                "/tokens/classroom".to_owned(),
+                Some(json!({ "clientId": client_id, "rooms": rooms, "expiresIn": expires_in })),
+            ),
+            Self::Status { token_id } => {
+                ("GET", format!("/tokens/{}", path_segment(token_id)), None)
+            }
+            Self::Revoke { token_id } => (
+                "POST",
+                format!("/tokens/{}/revoke", path_segment(token_id)),
+                None,
+            ),
+            Self::RevokeClient { client_id } => (
+                "POST",
+                format!("/clients/{}/revoke", path_segment(client_id)),
+                None,
+            ),
+            Self::Query { token, client_id } => {
+                let mut body = json!({ "token": token });
+                if let Some(c) = client_id {
+                    body["clientId"] = c.clone().into();
+                }
+                ("POST", "/tokens/query".to_owned(), Some(body))
+            }
+        };
+        let mut request = Request::new(body.map_or(Body::Empty, |b| Body::Text(b.to_string())));
+        *request.method_mut() = lambda_http::http::Method::from_bytes(method.as_bytes())
+            .unwrap_or(lambda_http::http::Method::GET);
+        *request.uri_mut() = path.parse().unwrap_or_default();
+        request
+    }
 }
 
 /// A command line that cannot be run.
@@ -84,6 +364,7 @@ impl Command {
                     clients: rest.to_vec(),
                 })
             }
+            Some((cmd, rest)) if cmd == "token" => Ok(Self::Token(TokenCommand::parse(rest)?)),
             Some((cmd, _)) => Err(UsageError(format!("unknown command {cmd:?}"))),
             None => Err(UsageError("no command".to_owned())),
         }
@@ -102,6 +383,14 @@ pub enum RunError {
     /// The presence query failed.
     #[error(transparent)]
     Query(#[from] QueryError),
+    /// The token issuer answered with an error (its JSON answer).
+    #[error("the token issuer answered {status}: {body}")]
+    Token {
+        /// The HTTP status.
+        status: u16,
+        /// The JSON answer.
+        body: String,
+    },
     /// The notice is larger than the payload limit.
     #[error("the notice is {size} bytes, the limit (PAYLOAD_MAX_BYTES) is {max}")]
     TooLarge {
@@ -157,6 +446,20 @@ pub async fn run(
                 .collect::<Vec<_>>()
                 .join("\n"))
         }
+        Command::Token(command) => {
+            let issuer = token::Function::from_env_with(env, sdk).await?;
+            let response = issuer.handle(command.request()).await;
+            let status = response.status();
+            let body = String::from_utf8_lossy(response.body().as_ref()).into_owned();
+            if status.is_success() {
+                Ok(body)
+            } else {
+                Err(RunError::Token {
+                    status: status.as_u16(),
+                    body,
+                })
+            }
+        }
     }
 }
 
@@ -201,6 +504,147 @@ mod tests {
         assert!(Command::parse(&eleven).is_err());
         assert!(Command::parse(&args(&["kick"])).is_err());
         assert!(Command::parse(&[]).is_err());
+    }
+
+    #[test]
+    fn token_subcommands_parse_with_their_options() {
+        assert_eq!(
+            Command::parse(&args(&[
+                "token",
+                "issue",
+                "GID_student@@@001",
+                "--read",
+                "room/system",
+                "--read",
+                "room/message/1",
+                "--write",
+                "roomSend/message",
+                "--expires-in",
+                "600"
+            ])),
+            Ok(Command::Token(TokenCommand::Issue {
+                client_id: "GID_student@@@001".to_owned(),
+                read: args(&["room/system", "room/message/1"]),
+                write: args(&["roomSend/message"]),
+                expiry: Expiry::In(600),
+            }))
+        );
+        assert_eq!(
+            Command::parse(&args(&["token", "issue", "c", "--expire-time", "5000"])),
+            Ok(Command::Token(TokenCommand::Issue {
+                client_id: "c".to_owned(),
+                read: vec![],
+                write: vec![],
+                expiry: Expiry::At(5000),
+            }))
+        );
+        assert_eq!(
+            Command::parse(&args(&["token", "classroom", "c", "1", "2"])),
+            Ok(Command::Token(TokenCommand::Classroom {
+                client_id: "c".to_owned(),
+                rooms: args(&["1", "2"]),
+                expires_in: DEFAULT_EXPIRES_IN,
+            }))
+        );
+        assert_eq!(
+            Command::parse(&args(&["token", "query", "-", "--client", "c"])),
+            Ok(Command::Token(TokenCommand::Query {
+                token: "-".to_owned(),
+                client_id: Some("c".to_owned()),
+            }))
+        );
+        for bad in [
+            &["token"][..],
+            &["token", "mint", "c"],
+            &["token", "issue"],
+            &["token", "issue", "c", "--expires-in", "soon"],
+            &[
+                "token",
+                "issue",
+                "c",
+                "--expires-in",
+                "1",
+                "--expire-time",
+                "2",
+            ],
+            &["token", "issue", "c", "--read"],
+            &["token", "classroom", "c"],
+            &["token", "classroom", "c", "1", "--read", "x"],
+            &["token", "status"],
+            &["token", "status", "a", "b"],
+            &["token", "revoke", "a", "--client", "c"],
+            &["token", "revoke-client"],
+            &["token", "query", "t", "--force"],
+        ] {
+            assert!(Command::parse(&args(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    fn parts(c: &TokenCommand) -> (String, String, Option<serde_json::Value>) {
+        let r = c.request();
+        let body = match r.body() {
+            Body::Empty => None,
+            b => Some(serde_json::from_slice(b.as_ref()).unwrap()),
+        };
+        (r.method().to_string(), r.uri().path().to_owned(), body)
+    }
+
+    #[test]
+    fn token_subcommands_send_the_issuers_http_requests() {
+        let issue = TokenCommand::Issue {
+            client_id: "GID_student@@@001".to_owned(),
+            read: args(&["room/system"]),
+            write: vec![],
+            expiry: Expiry::At(9000),
+        };
+        assert_eq!(
+            parts(&issue),
+            (
+                "POST".to_owned(),
+                "/tokens".to_owned(),
+                Some(
+                    json!({"clientId": "GID_student@@@001", "read": ["room/system"],
+                            "write": [], "expireTime": 9000})
+                )
+            )
+        );
+        let classroom = TokenCommand::Classroom {
+            client_id: "c".to_owned(),
+            rooms: args(&["1"]),
+            expires_in: 60,
+        };
+        assert_eq!(
+            parts(&classroom).2,
+            Some(json!({"clientId": "c", "rooms": ["1"], "expiresIn": 60}))
+        );
+        let revoke_client = TokenCommand::RevokeClient {
+            client_id: "GID_student@@@001".to_owned(),
+        };
+        assert_eq!(
+            parts(&revoke_client),
+            (
+                "POST".to_owned(),
+                "/clients/GID_student%40%40%40001/revoke".to_owned(),
+                None
+            )
+        );
+        // An argument never spills into another path segment.
+        let status = TokenCommand::Status {
+            token_id: "../clients/x".to_owned(),
+        };
+        assert_eq!(parts(&status).1, "/tokens/%2E%2E%2Fclients%2Fx");
+        let query = TokenCommand::Query {
+            token: "ct1.x".to_owned(),
+            client_id: None,
+        };
+        assert_eq!(
+            parts(&query),
+            (
+                "POST".to_owned(),
+                "/tokens/query".to_owned(),
+                Some(json!({"token": "ct1.x"}))
+            )
+        );
     }
 
     #[test]

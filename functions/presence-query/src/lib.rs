@@ -116,37 +116,8 @@ struct BatchBody {
     client_ids: Vec<String>,
 }
 
-/// Decodes `%XX` escapes of a path segment (`GID_student%40%40%40002`).
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
-    let body = serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned());
-    let mut resp = Response::new(Body::Text(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        lambda_http::http::header::CONTENT_TYPE,
-        lambda_http::http::HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
 fn error_response(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
-    json_response(
+    kit::http::json_response(
         status,
         &serde_json::json!({ "error": kind, "message": message }),
     )
@@ -206,19 +177,19 @@ impl Function {
                     .map_err(|e| QueryError::Body(e.to_string()))?;
                 let clients = parse_clients(&body.client_ids)?;
                 let results = self.online(&clients).await?;
-                Ok(json_response(
+                Ok(kit::http::json_response(
                     StatusCode::OK,
                     &serde_json::json!({ "results": results }),
                 ))
             }
             (&Method::GET, [.., "presence", id]) => {
-                let id = percent_decode(id).ok_or_else(|| QueryError::ClientId {
+                let id = kit::http::percent_decode(id).ok_or_else(|| QueryError::ClientId {
                     id: (*id).to_owned(),
                     reason: "bad percent-encoding".to_owned(),
                 })?;
                 let clients = parse_clients(&[id])?;
                 let mut results = self.online(&clients).await?;
-                Ok(json_response(StatusCode::OK, &results.remove(0)))
+                Ok(kit::http::json_response(StatusCode::OK, &results.remove(0)))
             }
             _ => Ok(error_response(
                 StatusCode::NOT_FOUND,
@@ -243,16 +214,6 @@ impl Function {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percent_encoded_client_ids_are_decoded() {
-        assert_eq!(
-            percent_decode("GID_student%40%40%40002").as_deref(),
-            Some("GID_student@@@002")
-        );
-        assert_eq!(percent_decode("%4"), None);
-        assert_eq!(percent_decode("%zz"), None);
-    }
 
     #[test]
     fn batches_hold_one_to_ten_valid_clients() {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use mapping::{Limits, RulesConfig, config::parse_parents};
+use mapping::{GroupId, Limits, Roles, RulesConfig, config::parse_parents};
 
 use crate::mqtt::{MqttSettings, TlsSettings, parse_url};
 
@@ -135,6 +135,38 @@ impl Env {
     }
 }
 
+impl Env {
+    /// The roles by group: `TEACHER_GROUPS` (default `GID_teacher`) and `STUDENT_GROUPS`
+    /// (default `GID_student`), comma-separated group IDs; a group in both is refused.
+    pub fn roles(&self) -> Result<Roles, ConfigError> {
+        let groups = |var: &'static str, default: &str| {
+            let value = self.or(var, default);
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .map(|g| {
+                    GroupId::parse(g).map_err(|e| ConfigError::Invalid {
+                        var,
+                        value: value.clone(),
+                        problem: e.to_string(),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let teachers = groups("TEACHER_GROUPS", "GID_teacher")?;
+        let students = groups("STUDENT_GROUPS", "GID_student")?;
+        if let Some(both) = teachers.iter().find(|g| students.contains(g)) {
+            return Err(ConfigError::Invalid {
+                var: "STUDENT_GROUPS",
+                value: self.or("STUDENT_GROUPS", "GID_student"),
+                problem: format!("{both} is also in TEACHER_GROUPS; a group has one role"),
+            });
+        }
+        Ok(Roles::new(teachers, students))
+    }
+}
+
 /// The JSON a `MQTT_SECRET_ID` secret holds; every key optional.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -170,18 +202,10 @@ impl Env {
                     id: id.clone(),
                     problem: p,
                 };
-                let resp = aws_sdk_secretsmanager::Client::new(sdk)
-                    .get_secret_value()
-                    .secret_id(&id)
-                    .send()
+                let text = crate::secrets::secret_string(sdk, &id)
                     .await
-                    .map_err(|e| {
-                        problem(aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string())
-                    })?;
-                let text = resp
-                    .secret_string()
-                    .ok_or_else(|| problem("the secret has no string value".to_owned()))?;
-                serde_json::from_str(text).map_err(|e| {
+                    .map_err(|e| problem(e.problem()))?;
+                serde_json::from_str(&text).map_err(|e| {
                     problem(format!(
                         "expected JSON with username/password/caPem/certPem/keyPem: {e}"
                     ))

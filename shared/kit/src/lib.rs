@@ -10,8 +10,10 @@
 //! - [`mqtt`]: the MQTT 5 publisher over `rumqttc`: one connection per container, a publish
 //!   counts only once acknowledged, publishes lost on a broken connection fail.
 //! - [`config`]: configuration from environment variables, validated at start-up.
+//! - [`http`]: JSON answers and path segments for the HTTP API functions.
 //! - [`telemetry`]: JSON logs.
 //! - [`aws`]: the SDK configuration (`AWS_ENDPOINT_URL` points it at moto locally).
+//! - [`secrets`]: reads a Secrets Manager secret's string (MQTT credentials, signing keys).
 //!
 //! A function crate uses it like this: `main` calls [`telemetry::init`], builds its
 //! `Function` from [`config::Env::process`] and the SDK config, then runs
@@ -21,13 +23,16 @@
 pub mod aws;
 pub mod batch;
 pub mod config;
+pub mod http;
 pub mod mqtt;
+pub mod secrets;
 pub mod sqs;
 pub mod telemetry;
 
 pub use batch::{BatchError, Outcome, Record, RecordError, each_record, process_batch};
 pub use config::{ConfigError, Env};
 pub use mqtt::{MqttPublisher, MqttSettings, PublishError};
+pub use secrets::{SecretError, secret_string};
 pub use sqs::{OutgoingMessage, SendError, SqsSender};
 
 /// Milliseconds since the Unix epoch, from the system clock: the one place the shell reads

@@ -1,0 +1,27 @@
+//! DynamoDB adapters of token sign-in (issue 9): the TokenTable (issued tokens,
+//! revocations) and the EnrollmentTable (which rooms a client may join and chat in). Used by
+//! the issuer (`functions/token`), the authorizer, moderation and the local stack; the pure
+//! rules they feed (`signin::Revocations::check`) live in `signin`.
+//!
+//! # Layout
+//! - [`attrs`]: every attribute name and key prefix, with the item layouts. The template and
+//!   the other readers rely on them.
+//! - [`tokens`]: [`TokenTable`]: record an issued token, its status, revoke one token, revoke
+//!   every token of a client, the revocations of one sign-in (one `BatchGetItem`) and all of
+//!   them (a Scan, for the local stack's revocations file).
+//! - [`enrollment`]: [`EnrollmentTable`]: enroll a client in rooms (`BatchWriteItem`), the
+//!   rooms of a client (Query).
+//! - [`StoreError`]: the one error: the operation, the table and the SDK's message.
+//!
+//! Times are arguments (seconds, or ms where the layout says so): the adapters never read the
+//! clock.
+
+pub mod attrs;
+pub mod enrollment;
+mod error;
+mod item;
+pub mod tokens;
+
+pub use enrollment::{Enrollment, EnrollmentTable};
+pub use error::StoreError;
+pub use tokens::{TokenRecord, TokenTable};
