@@ -1,63 +1,117 @@
-//! A Mosquitto 2.0 (plugin API v5) plugin that emulates AWS IoT Core's broker-side rules on a
-//! local broker (SPEC §2, §4.1, §4.4, §7):
+//! A Mosquitto 2.0 (plugin API v5) plugin that emulates AWS IoT Core's broker side on a local
+//! broker (SPEC §2, §4.1, §4.4, §6, §7, §8): token sign-in and authorization as the custom
+//! authorizer gives them, the uplink rule and the lifecycle events.
 //!
-//! - **uplink rule**: every accepted publish under an uplink parent (`roomSend/#`) becomes the
-//!   §4.1 record, with the client ID taken from the broker, republished at QoS 1 to
-//!   `$classroom/uplink`;
-//! - **lifecycle events**: every CONNECT (seen through the basic-auth callback, which 2.0.11
-//!   calls for every CONNECT, anonymous ones included; there is no connect event before 2.1)
-//!   and every disconnect becomes an AWS IoT lifecycle event JSON with a fresh session identifier
-//!   per connection, published at QoS 1 where AWS IoT Core publishes it:
-//!   `$aws/events/presence/{connected|disconnected}/<clientId>`.
+//! # Callbacks
+//! - **basic auth** (`MOSQ_EVT_BASIC_AUTH`, every CONNECT, anonymous ones included): the
+//!   backend username is deferred to `password_file`; any other CONNECT must carry a token as its
+//!   password (plain or `R|..|W|..`), verified by [`auth::decide`] with the `signin` crate
+//!   (signature under a listed key, expiry, client ID = the token's, revocations) before
+//!   anything else happens. A refused CONNECT is logged (error kind, Alibaba code, client ID;
+//!   never the password) and produces no lifecycle event and takes no live session over. An
+//!   accepted one is recorded with its grant ([`sessions`]) and publishes its `connected` event.
+//! - **ACL check** (`MOSQ_EVT_ACL_CHECK`, before `acl_file`; 2.0.11 caches nothing, so READ is
+//!   asked for every delivery): the backend username is deferred to `acl_file`; a classroom
+//!   connection is decided by its grant ([`auth::check_access`]): publish (WRITE) by the write
+//!   filters, subscribe (SUBSCRIBE) by containment in a read filter, so Mosquitto answers "not
+//!   authorized" (0x87, 0x80 in 3.1.1) in the SUBACK for a filter outside the grant, delivery
+//!   (READ) by the read filters; unsubscribe is allowed. No grant, an expired grant or a kicked
+//!   connection: denied.
+//! - **tick** (`MOSQ_EVT_TICK`, each pass of the main loop, about 10 per second; only with
+//!   `per_listener_settings false` in 2.0.11): at most once a second, re-read the revocation
+//!   file if it changed, then kick (`mosquitto_kick_client_by_clientid`, without the will) every
+//!   live classroom connection whose token expired or is now revoked ([`sessions::Sessions::sweep`]
+//!   says why only the current holder of a client ID is ever kicked). The kick runs the
+//!   disconnect callback, so the session's `disconnected` event is published
+//!   (`CUSTOMAUTH_TTL_EXPIRATION` or `SERVER_INITIATED_DISCONNECT`) and presence sees it offline.
+//! - **message** (`MOSQ_EVT_MESSAGE`, after the ACL check accepted a publish): the uplink rule;
+//!   every publish under an uplink parent (`roomSend/#`) becomes the §4.1 record, with the client
+//!   ID taken from the broker, republished at QoS 1 to `$classroom/uplink`.
+//! - **disconnect** (`MOSQ_EVT_DISCONNECT`): the AWS IoT `disconnected` event of a classroom
+//!   connection (`DUPLICATE_CLIENTID` after a takeover). Lifecycle events get a fresh session
+//!   identifier per connection and go where AWS IoT Core publishes them,
+//!   `$aws/events/presence/{connected|disconnected}/<clientId>`, at QoS 1.
 //!
-//! - **identity**: as IoT Core binds a client ID to its certificate, the plugin binds it to a
-//!   roster ([`auth`]): a classroom client signs in with its client ID as username and its
-//!   password from the clients file, re-read on every CONNECT (so `stack.sh add-client` needs
-//!   no reload). Anything else is refused before any lifecycle event is published or a live
-//!   session is marked as taken over. The backend username is deferred to `password_file`.
+//! Only the backend identity may read `$classroom/#` and `$aws/events/presence/#` (ACL file);
+//! no token can grant a `$` topic.
 //!
-//! Only the backend identity may read `$classroom/#` and `$aws/events/presence/#` (ACL file),
-//! and no client may write there. The plugin registers no ACL callback: `acl_file` decides
-//! every publish and subscribe.
+//! # Keys and revocations without a restart
+//! The key set and the revocation list are files ([`files`]), checked with one `stat` on each
+//! classroom CONNECT (both) and at most once a second from the tick (revocations), and re-read
+//! when their size, modification time or inode change. A missing or malformed key file refuses
+//! every classroom CONNECT, with the reason in the log, and never stops the broker. Bound: a
+//! revocation reaches live sessions within about 1 s of the file changing (the tick sweep), and
+//! the local API rewrites the file within its 1 s poll of the token table, so a revoke takes at
+//! most about 2 s to disconnect a live session; the next CONNECT with a revoked token is refused
+//! as soon as the file changed. Rotating keys (a new current key, the old one kept) keeps old
+//! tokens valid; retiring a key refuses its tokens at their next CONNECT (live sessions keep
+//! running until their token expires, as IoT Core's authorizer result does until
+//! `disconnectAfterInSeconds`). The plugin never does network IO.
 //!
-//! Why hand-written FFI rather than the `mosquitto-plugin` crate: we need seven functions and
-//! three event structs of a stable C ABI; the crate needs bindgen + libclang at build time, and
+//! # Options
+//! `plugin_opt_<name> <value>` in mosquitto.conf:
+//! - `keys_file` (required): the key set JSON, `{"current":"<kid>","keys":{"<kid>":"<base64url
+//!   secret>",...}}` (`$STACK_DIR/signin/keys.json` locally).
+//! - `revocations_file` (optional; without it nothing is ever revoked): `{"tokens":["<tokenId>",
+//!   ...],"clients":{"<clientId>":<revokedBefore s>}}`; missing means nothing revoked yet,
+//!   malformed keeps the last good list.
+//! - `backend_username` (default `backend`): deferred to `password_file`/`acl_file`, not recorded.
+//! - `uplink_parents` (comma-separated, default `roomSend`), `uplink_topic` (default
+//!   `$classroom/uplink`), `presence_topic` (default: none, each event on its own
+//!   `$aws/events/presence/...` topic; set it to send every event to one topic instead).
+//! - `clients_file` (the former roster) is ignored, with a warning.
+//!
+//! # Safety
+//! Every callback runs inside `catch_unwind` (a panic denies, never crosses into C), reads
+//! nothing it is not given, and never calls a broker function that can run a callback (the kick
+//! runs the disconnect callback) or publish while holding the state lock.
+//!
+//! Why hand-written FFI rather than the `mosquitto-plugin` crate: we need eight functions and
+//! five event structs of a stable C ABI; the crate needs bindgen + libclang at build time, and
 //! its default callbacks grant access (bypassing `acl_file`/`password_file`) and its
 //! `get_username()` dereferences NULL for anonymous clients. Here nothing is registered that we
 //! do not implement.
 //!
-//! Layout: [`records`] builds the JSON and [`auth`] decides a CONNECT (both pure, unit-tested);
-//! [`ffi`] declares the C API; this
-//! file holds the state (live sessions keyed by the broker's client pointer) and the callbacks.
-//!
-//! Options (`plugin_opt_<name> <value>` in mosquitto.conf): `clients_file` (required: the
-//! roster, one `<clientId> <password>` per line), and optionally `backend_username` (default `backend`: its publishes and connections are not recorded),
-//! `uplink_parents` (comma-separated, default `roomSend`), `uplink_topic`
-//! (default `$classroom/uplink`), `presence_topic` (default: none, each event on its own
-//! `$aws/events/presence/...` topic; set it to send every event to one topic instead).
+//! # Layout
+//! - [`auth`]: the CONNECT decision and the ACL decision (pure, unit-tested).
+//! - [`sessions`]: the table of classroom connections: takeover, offline sessions, the sweep
+//!   (pure, unit-tested).
+//! - [`records`]: the uplink record and lifecycle event JSON (pure, unit-tested).
+//! - [`files`]: the key and revocation files, re-read on change.
+//! - [`ffi`]: the C API declarations, checked against 2.0.11's headers.
+//! - this file: the options, the shared state and the callbacks.
 
 pub mod auth;
 pub mod ffi;
+pub mod files;
 pub mod records;
+pub mod sessions;
 
-use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use auth::Decision;
+use auth::{Access, Decision, Verdict};
 use ffi::{
-    MOSQ_ERR_AUTH, MOSQ_ERR_NOMEM, MOSQ_ERR_PLUGIN_DEFER, MOSQ_ERR_SUCCESS, MOSQ_EVT_BASIC_AUTH,
-    MOSQ_EVT_DISCONNECT, MOSQ_EVT_MESSAGE, MOSQ_LOG_ERR, MOSQ_LOG_INFO, MOSQ_LOG_NOTICE,
-    MOSQ_LOG_WARNING, Mosquitto, PluginId,
+    MOSQ_ERR_ACL_DENIED, MOSQ_ERR_AUTH, MOSQ_ERR_NOMEM, MOSQ_ERR_PLUGIN_DEFER, MOSQ_ERR_SUCCESS,
+    MOSQ_EVT_ACL_CHECK, MOSQ_EVT_BASIC_AUTH, MOSQ_EVT_DISCONNECT, MOSQ_EVT_MESSAGE, MOSQ_EVT_TICK,
+    MOSQ_LOG_DEBUG, MOSQ_LOG_ERR, MOSQ_LOG_INFO, MOSQ_LOG_NOTICE, MOSQ_LOG_WARNING, Mosquitto,
+    PluginId,
 };
-use records::{DisconnectCause, Session};
+use files::{KeysFile, Note, RevocationsFile};
+use records::Session;
+use sessions::Sessions;
+
+/// How often the tick sweeps (re-reads revocations, kicks expired and revoked connections).
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The plugin's configuration, from `plugin_opt_*`.
 #[derive(Debug, Clone)]
 struct Config {
-    clients_file: Option<PathBuf>,
+    keys_file: Option<PathBuf>,
+    revocations_file: Option<PathBuf>,
     backend_username: String,
     uplink_parents: Vec<String>,
     uplink_topic: CString,
@@ -67,20 +121,14 @@ struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            clients_file: None,
+            keys_file: None,
+            revocations_file: None,
             backend_username: "backend".into(),
             uplink_parents: vec!["roomSend".into()],
             uplink_topic: c"$classroom/uplink".into(),
             presence_topic: None,
         }
     }
-}
-
-/// A live session and whether a newer CONNECT with its client ID has been seen.
-#[derive(Debug)]
-struct Live {
-    session: Session,
-    taken_over: bool,
 }
 
 /// Everything the callbacks share. Mosquitto 2.0 runs plugins on its single main thread; the
@@ -92,27 +140,25 @@ struct Plugin {
     state: Mutex<State>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
-    /// Live connections keyed by the address of the broker's `struct mosquitto` (one per
-    /// connection; removed on disconnect, before the broker frees it).
-    sessions: HashMap<usize, Live>,
-    /// Per client ID, the last lifecycle event version (monotonic, like IoT's versionNumber).
-    versions: HashMap<String, u64>,
-}
-
-impl State {
-    fn next_version(&mut self, client_id: &str) -> u64 {
-        let v = self.versions.entry(client_id.to_owned()).or_insert(0);
-        *v += 1;
-        *v
-    }
+    sessions: Sessions,
+    keys: KeysFile,
+    revocations: RevocationsFile,
+    last_sweep: Option<Instant>,
 }
 
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
         .unwrap_or(0)
 }
 
@@ -135,6 +181,30 @@ fn log(level: c_int, msg: &str) {
     };
     // SAFETY: a printf-style call with a constant "%s" format and one valid C string argument.
     unsafe { ffi::mosquitto_log_printf(level, c"%s".as_ptr(), c.as_ptr()) };
+}
+
+fn log_note(note: Option<Note>) {
+    match note {
+        Some(Note::Info(m)) => log(MOSQ_LOG_INFO, &m),
+        Some(Note::Warning(m)) => log(MOSQ_LOG_WARNING, &m),
+        Some(Note::Error(m)) => log(MOSQ_LOG_ERR, &m),
+        None => {}
+    }
+}
+
+/// Runs a callback body; a panic is logged and answered with `on_panic` instead of unwinding
+/// into the broker (which would abort it).
+fn guarded(what: &str, on_panic: c_int, body: impl FnOnce() -> c_int) -> c_int {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(rc) => rc,
+        Err(_) => {
+            log(
+                MOSQ_LOG_ERR,
+                &format!("internal error in the {what} callback"),
+            );
+            on_panic
+        }
+    }
 }
 
 /// Publishes `body` to `topic` at QoS 1 from the broker itself (no client ID: to all matching
@@ -168,59 +238,26 @@ unsafe fn username(client: *const Mosquitto) -> Option<String> {
 }
 
 impl Plugin {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the tables consistent enough to go on (each
+        // update is one insert or remove); refusing every later callback would be worse.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Publishes a lifecycle event on its IoT topic (or the configured single topic).
-    fn publish_event(&self, topic: &str, body: &str) -> c_int {
-        match &self.config.presence_topic {
+    fn publish_event(&self, topic: &str, body: &str) {
+        let rc = match &self.config.presence_topic {
             Some(t) => publish(t, body),
             None => match CString::new(topic) {
                 Ok(t) => publish(&t, body),
                 Err(_) => ffi::MOSQ_ERR_INVAL,
             },
-        }
-    }
-
-    /// Decides a CONNECT against the roster, read afresh (a missing or unreadable file refuses
-    /// every classroom client, with the reason in the broker's log).
-    fn authenticate(&self, ev: &ffi::EvtBasicAuth) -> c_int {
-        // SAFETY: the event's strings are NULL or valid C strings; `client` is the live
-        // connection being authenticated.
-        let (user, password, client_id) = unsafe {
-            (
-                opt_str(ev.username),
-                opt_str(ev.password),
-                if ev.client.is_null() {
-                    None
-                } else {
-                    opt_str(ffi::mosquitto_client_id(ev.client))
-                },
-            )
         };
-        let clients = match &self.config.clients_file {
-            Some(path) => std::fs::read_to_string(path).unwrap_or_else(|e| {
-                log(
-                    MOSQ_LOG_WARNING,
-                    &format!("cannot read the clients file {}: {e}", path.display()),
-                );
-                String::new()
-            }),
-            None => String::new(),
-        };
-        match auth::decide(
-            user.as_deref(),
-            password.as_deref(),
-            client_id.as_deref(),
-            &self.config.backend_username,
-            &clients,
-        ) {
-            Decision::Backend => MOSQ_ERR_PLUGIN_DEFER,
-            Decision::Allow => {
-                self.on_connect(ev.client, user.as_deref());
-                MOSQ_ERR_SUCCESS
-            }
-            Decision::Deny(why) => {
-                log(MOSQ_LOG_NOTICE, &format!("refused {why}"));
-                MOSQ_ERR_AUTH
-            }
+        if rc != MOSQ_ERR_SUCCESS {
+            log(
+                MOSQ_LOG_WARNING,
+                &format!("could not queue {topic}: error {rc}"),
+            );
         }
     }
 
@@ -228,76 +265,172 @@ impl Plugin {
         user == Some(self.config.backend_username.as_str())
     }
 
-    fn on_connect(&self, client: *mut Mosquitto, user: Option<&str>) {
-        if client.is_null() || self.is_backend(user) {
-            return;
+    /// Decides a CONNECT (see [`auth::decide`]) and records an accepted one.
+    fn authenticate(&self, ev: &ffi::EvtBasicAuth) -> c_int {
+        if ev.client.is_null() {
+            return MOSQ_ERR_AUTH;
         }
-        // SAFETY: `client` is the live connection the broker is authenticating.
-        let (client_id, ip) = unsafe {
+        // SAFETY: the event's strings are NULL or valid C strings; `client` is the live
+        // connection being authenticated.
+        let (user, password, client_id, ip) = unsafe {
             (
-                opt_str(ffi::mosquitto_client_id(client)),
-                opt_str(ffi::mosquitto_client_address(client)),
+                opt_str(ev.username),
+                opt_str(ev.password),
+                opt_str(ffi::mosquitto_client_id(ev.client)),
+                opt_str(ffi::mosquitto_client_address(ev.client)),
             )
         };
-        let Some(client_id) = client_id else { return };
-        let session = Session {
-            client_id: client_id.clone(),
-            session_id: uuid::Uuid::new_v4().to_string(),
-            ip_address: ip,
-            username: user.map(str::to_owned),
-        };
-        let Ok(mut st) = self.state.lock() else {
-            return;
-        };
-        // A CONNECT with a client ID that is live elsewhere takes that connection over; the
-        // broker disconnects the old one right after authentication.
-        let key = client as usize;
-        for (k, live) in st.sessions.iter_mut() {
-            if *k != key && live.session.client_id == client_id {
-                live.taken_over = true;
+        let conn = ev.client as usize;
+        let mut st = self.state();
+        // A new connection at this address: whatever was recorded there is gone.
+        st.sessions.forget(conn);
+        if self.is_backend(user.as_deref()) {
+            return MOSQ_ERR_PLUGIN_DEFER;
+        }
+        log_note(st.keys.refresh());
+        log_note(st.revocations.refresh());
+        let decision = auth::decide(
+            user.as_deref(),
+            password.as_deref(),
+            client_id.as_deref(),
+            &self.config.backend_username,
+            st.keys.keys(),
+            st.revocations.current(),
+            now_s(),
+        );
+        match (decision, client_id) {
+            (Decision::Backend, _) => MOSQ_ERR_PLUGIN_DEFER,
+            (Decision::Allow(grant), Some(client_id)) => {
+                let session = Session {
+                    client_id,
+                    session_id: uuid::Uuid::new_v4().to_string(),
+                    ip_address: ip,
+                    username: user,
+                };
+                let version = st.sessions.connect(conn, session.clone(), grant);
+                drop(st);
+                let (topic, body) = records::connected_event(&session, now_ms(), version);
+                self.publish_event(&topic, &body);
+                MOSQ_ERR_SUCCESS
+            }
+            (Decision::Allow(_), None) => MOSQ_ERR_AUTH,
+            (Decision::Deny(why), client_id) => {
+                drop(st);
+                log(
+                    MOSQ_LOG_NOTICE,
+                    &format!(
+                        "refused CONNECT of client {:?} from {}: {} (code {}): {why}",
+                        client_id.as_deref().unwrap_or(""),
+                        ip.as_deref().unwrap_or("?"),
+                        why.kind(),
+                        why.code(),
+                    ),
+                );
+                MOSQ_ERR_AUTH
             }
         }
-        let version = st.next_version(&client_id);
-        let (topic, body) = records::connected_event(&session, now_ms(), version);
-        st.sessions.insert(
-            key,
-            Live {
-                session,
-                taken_over: false,
-            },
-        );
+    }
+
+    /// Answers an ACL check (see [`auth::check_access`]).
+    fn acl_check(&self, ev: &ffi::EvtAclCheck) -> c_int {
+        if ev.client.is_null() || ev.topic.is_null() {
+            return MOSQ_ERR_ACL_DENIED;
+        }
+        // SAFETY: `client` is the connection the check is about; the getter returns NULL or a
+        // valid C string, read here without copying.
+        let user = unsafe { ffi::mosquitto_client_username(ev.client) };
+        if !user.is_null()
+            // SAFETY: non-null, NUL-terminated (the broker's username string).
+            && unsafe { CStr::from_ptr(user) }.to_bytes()
+                == self.config.backend_username.as_bytes()
+        {
+            return MOSQ_ERR_PLUGIN_DEFER;
+        }
+        // SAFETY: the topic of an ACL check is a valid C string owned by the broker.
+        let Ok(topic) = unsafe { CStr::from_ptr(ev.topic) }.to_str() else {
+            return MOSQ_ERR_ACL_DENIED;
+        };
+        let verdict = self
+            .state()
+            .sessions
+            .check(ev.client as usize, ev.access, topic, now_s());
+        match verdict {
+            Verdict::Allow => MOSQ_ERR_SUCCESS,
+            Verdict::Defer => MOSQ_ERR_PLUGIN_DEFER,
+            Verdict::Deny(why) => {
+                // Denied deliveries are routine (a persistent subscription from an older token,
+                // a kicked connection's last messages): debug only, like Mosquitto's own.
+                let level = match Access::from_mosquitto(ev.access) {
+                    Some(Access::Read) => MOSQ_LOG_DEBUG,
+                    _ => MOSQ_LOG_NOTICE,
+                };
+                // SAFETY: `client` as above.
+                let client_id = unsafe { opt_str(ffi::mosquitto_client_id(ev.client)) };
+                log(
+                    level,
+                    &format!(
+                        "denied {} {topic:?} to client {:?}: {} (code {}): {why}",
+                        Access::from_mosquitto(ev.access).map_or("access", Access::as_str),
+                        client_id.as_deref().unwrap_or(""),
+                        why.kind(),
+                        why.code(),
+                    ),
+                );
+                MOSQ_ERR_ACL_DENIED
+            }
+        }
+    }
+
+    /// The sweep, at most once per [`SWEEP_INTERVAL`].
+    fn tick(&self) {
+        let mut st = self.state();
+        let now = Instant::now();
+        if st
+            .last_sweep
+            .is_some_and(|t| now.duration_since(t) < SWEEP_INTERVAL)
+        {
+            return;
+        }
+        st.last_sweep = Some(now);
+        log_note(st.revocations.refresh());
+        let State {
+            sessions,
+            revocations,
+            ..
+        } = &mut *st;
+        let kicks = sessions.sweep(revocations.current(), now_s());
+        // The kick runs the disconnect callback, which takes the lock: release it first.
         drop(st);
-        let rc = self.publish_event(&topic, &body);
-        if rc != MOSQ_ERR_SUCCESS {
+        for kick in kicks {
             log(
-                MOSQ_LOG_WARNING,
-                &format!("could not queue {topic}: error {rc}"),
+                MOSQ_LOG_NOTICE,
+                &format!(
+                    "disconnecting client {:?}: {}",
+                    kick.client_id,
+                    kick.why.as_str()
+                ),
             );
+            let Ok(id) = CString::new(kick.client_id.as_str()) else {
+                continue;
+            };
+            // SAFETY: a valid C string; called from the broker's main loop (the tick), where a
+            // kick is allowed; the broker does not keep the pointer.
+            let rc = unsafe { ffi::mosquitto_kick_client_by_clientid(id.as_ptr(), false) };
+            if rc != MOSQ_ERR_SUCCESS {
+                log(
+                    MOSQ_LOG_WARNING,
+                    &format!("could not kick client {:?}: error {rc}", kick.client_id),
+                );
+            }
         }
     }
 
     fn on_disconnect(&self, client: *mut Mosquitto) {
-        let Ok(mut st) = self.state.lock() else {
-            return;
-        };
-        // Only connections whose CONNECT we saw (never the backend's) have a session.
-        let Some(live) = st.sessions.remove(&(client as usize)) else {
-            return;
-        };
-        let cause = if live.taken_over {
-            DisconnectCause::Takeover
-        } else {
-            DisconnectCause::Unknown
-        };
-        let version = st.next_version(&live.session.client_id);
-        drop(st);
-        let (topic, body) = records::disconnected_event(&live.session, now_ms(), version, cause);
-        let rc = self.publish_event(&topic, &body);
-        if rc != MOSQ_ERR_SUCCESS {
-            log(
-                MOSQ_LOG_WARNING,
-                &format!("could not queue {topic}: error {rc}"),
-            );
+        let ended = self.state().sessions.disconnect(client as usize);
+        if let Some(d) = ended {
+            let (topic, body) =
+                records::disconnected_event(&d.session, now_ms(), d.version, d.cause);
+            self.publish_event(&topic, &body);
         }
     }
 
@@ -341,22 +474,61 @@ impl Plugin {
     }
 }
 
+/// The plugin and the event of one callback.
+///
+/// # Safety
+/// `userdata` is the `*const Plugin` registered in init (alive until cleanup) and
+/// `event_data` points to the event struct `T` of the event the callback was registered for.
+unsafe fn args<'a, T>(
+    event_data: *mut c_void,
+    userdata: *mut c_void,
+) -> Option<(&'a Plugin, &'a T)> {
+    // SAFETY: per the function's contract; both may be NULL (then `None`).
+    unsafe {
+        Some((
+            userdata.cast::<Plugin>().as_ref()?,
+            event_data.cast::<T>().as_ref()?,
+        ))
+    }
+}
+
 unsafe extern "C" fn cb_basic_auth(
     _event: c_int,
     event_data: *mut c_void,
     userdata: *mut c_void,
 ) -> c_int {
-    // SAFETY: registered with a `*const Plugin` userdata that lives until cleanup, and the broker
-    // passes a `mosquitto_evt_basic_auth` for MOSQ_EVT_BASIC_AUTH.
-    unsafe {
-        match (
-            userdata.cast::<Plugin>().as_ref(),
-            event_data.cast::<ffi::EvtBasicAuth>().as_ref(),
-        ) {
-            (Some(plugin), Some(ev)) => plugin.authenticate(ev),
-            _ => MOSQ_ERR_AUTH,
-        }
-    }
+    // SAFETY: registered for MOSQ_EVT_BASIC_AUTH, whose data is a `mosquitto_evt_basic_auth`.
+    let Some((plugin, ev)) = (unsafe { args::<ffi::EvtBasicAuth>(event_data, userdata) }) else {
+        return MOSQ_ERR_AUTH;
+    };
+    guarded("basic auth", MOSQ_ERR_AUTH, || plugin.authenticate(ev))
+}
+
+unsafe extern "C" fn cb_acl_check(
+    _event: c_int,
+    event_data: *mut c_void,
+    userdata: *mut c_void,
+) -> c_int {
+    // SAFETY: registered for MOSQ_EVT_ACL_CHECK, whose data is a `mosquitto_evt_acl_check`.
+    let Some((plugin, ev)) = (unsafe { args::<ffi::EvtAclCheck>(event_data, userdata) }) else {
+        return MOSQ_ERR_ACL_DENIED;
+    };
+    guarded("ACL check", MOSQ_ERR_ACL_DENIED, || plugin.acl_check(ev))
+}
+
+unsafe extern "C" fn cb_tick(
+    _event: c_int,
+    event_data: *mut c_void,
+    userdata: *mut c_void,
+) -> c_int {
+    // SAFETY: registered for MOSQ_EVT_TICK, whose data is a `mosquitto_evt_tick` (unused).
+    let Some((plugin, _)) = (unsafe { args::<ffi::EvtTick>(event_data, userdata) }) else {
+        return MOSQ_ERR_SUCCESS;
+    };
+    guarded("tick", MOSQ_ERR_SUCCESS, || {
+        plugin.tick();
+        MOSQ_ERR_SUCCESS
+    })
 }
 
 unsafe extern "C" fn cb_disconnect(
@@ -364,16 +536,14 @@ unsafe extern "C" fn cb_disconnect(
     event_data: *mut c_void,
     userdata: *mut c_void,
 ) -> c_int {
-    // SAFETY: as above, with a `mosquitto_evt_disconnect`.
-    unsafe {
-        if let (Some(plugin), Some(ev)) = (
-            userdata.cast::<Plugin>().as_ref(),
-            event_data.cast::<ffi::EvtDisconnect>().as_ref(),
-        ) {
-            plugin.on_disconnect(ev.client);
-        }
-    }
-    MOSQ_ERR_SUCCESS
+    // SAFETY: registered for MOSQ_EVT_DISCONNECT, whose data is a `mosquitto_evt_disconnect`.
+    let Some((plugin, ev)) = (unsafe { args::<ffi::EvtDisconnect>(event_data, userdata) }) else {
+        return MOSQ_ERR_SUCCESS;
+    };
+    guarded("disconnect", MOSQ_ERR_SUCCESS, || {
+        plugin.on_disconnect(ev.client);
+        MOSQ_ERR_SUCCESS
+    })
 }
 
 unsafe extern "C" fn cb_message(
@@ -381,20 +551,18 @@ unsafe extern "C" fn cb_message(
     event_data: *mut c_void,
     userdata: *mut c_void,
 ) -> c_int {
-    // SAFETY: as above, with a `mosquitto_evt_message`.
-    unsafe {
-        match (
-            userdata.cast::<Plugin>().as_ref(),
-            event_data.cast::<ffi::EvtMessage>().as_ref(),
-        ) {
-            (Some(plugin), Some(ev)) => plugin.on_message(ev),
-            _ => MOSQ_ERR_SUCCESS,
-        }
-    }
+    // SAFETY: registered for MOSQ_EVT_MESSAGE, whose data is a `mosquitto_evt_message`.
+    let Some((plugin, ev)) = (unsafe { args::<ffi::EvtMessage>(event_data, userdata) }) else {
+        return MOSQ_ERR_SUCCESS;
+    };
+    // A panic refuses the publish (the client retries) rather than drop its record.
+    guarded("message", ffi::MOSQ_ERR_UNKNOWN, || plugin.on_message(ev))
 }
 
-const CALLBACKS: [(c_int, ffi::Callback); 3] = [
+const CALLBACKS: [(c_int, ffi::Callback); 5] = [
     (MOSQ_EVT_BASIC_AUTH, cb_basic_auth),
+    (MOSQ_EVT_ACL_CHECK, cb_acl_check),
+    (MOSQ_EVT_TICK, cb_tick),
     (MOSQ_EVT_DISCONNECT, cb_disconnect),
     (MOSQ_EVT_MESSAGE, cb_message),
 ];
@@ -413,12 +581,28 @@ pub unsafe extern "C" fn mosquitto_plugin_version(count: c_int, versions: *const
     if offered.contains(&5) { 5 } else { -1 }
 }
 
-/// Reads the options and registers the three callbacks.
+/// Reads the options, loads the key and revocation files and registers the five callbacks.
 ///
 /// # Safety
 /// Called once by Mosquitto with its plugin identifier and `count` options at `opts`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mosquitto_plugin_init(
+    id: *mut PluginId,
+    userdata: *mut *mut c_void,
+    opts: *mut ffi::Opt,
+    count: c_int,
+) -> c_int {
+    // SAFETY: the broker's arguments, passed on unchanged.
+    guarded("init", ffi::MOSQ_ERR_UNKNOWN, || unsafe {
+        init(id, userdata, opts, count)
+    })
+}
+
+/// [`mosquitto_plugin_init`]'s body.
+///
+/// # Safety
+/// As [`mosquitto_plugin_init`].
+unsafe fn init(
     id: *mut PluginId,
     userdata: *mut *mut c_void,
     opts: *mut ffi::Opt,
@@ -435,7 +619,13 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
                 continue;
             };
             match k.as_str() {
-                "clients_file" => config.clients_file = Some(PathBuf::from(v)),
+                "keys_file" => config.keys_file = Some(PathBuf::from(v)),
+                "revocations_file" => config.revocations_file = Some(PathBuf::from(v)),
+                "clients_file" => log(
+                    MOSQ_LOG_WARNING,
+                    "plugin_opt_clients_file is ignored: classroom clients sign in with tokens \
+                     (plugin_opt_keys_file)",
+                ),
                 "backend_username" => config.backend_username = v,
                 "uplink_parents" => {
                     config.uplink_parents = v
@@ -456,29 +646,43 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
             }
         }
     }
-    let Some(clients_file) = &config.clients_file else {
+    let Some(keys_file) = config.keys_file.clone() else {
         log(
             MOSQ_LOG_ERR,
-            "plugin_opt_clients_file is required: the roster of classroom clients, one \
-             `<clientId> <password>` per line (infra/local/stack.sh writes it)",
+            "plugin_opt_keys_file is required: the token key set JSON \
+             {\"current\":\"<kid>\",\"keys\":{\"<kid>\":\"<base64url secret>\"}}",
         );
         return ffi::MOSQ_ERR_INVAL;
     };
     log(
         MOSQ_LOG_INFO,
         &format!(
-            "clients from {}, uplink {:?} -> {:?}, lifecycle -> {:?}, backend user {:?} not recorded",
-            clients_file.display(),
+            "token sign-in with keys {}, revocations {}; uplink {:?} -> {:?}, lifecycle -> {:?}, \
+             backend user {:?} deferred to password_file/acl_file",
+            keys_file.display(),
+            config
+                .revocations_file
+                .as_ref()
+                .map_or("(none)".to_owned(), |p| p.display().to_string()),
             config.uplink_parents,
             config.uplink_topic,
             config.presence_topic,
             config.backend_username
         ),
     );
+    let mut state = State {
+        sessions: Sessions::default(),
+        keys: KeysFile::new(keys_file),
+        revocations: RevocationsFile::new(config.revocations_file.clone()),
+        last_sweep: None,
+    };
+    // Read both now, so the log shows at start-up whether sign-in can work.
+    log_note(state.keys.refresh());
+    log_note(state.revocations.refresh());
     let plugin = Box::into_raw(Box::new(Plugin {
         id,
         config,
-        state: Mutex::new(State::default()),
+        state: Mutex::new(state),
     }));
     for (event, cb) in CALLBACKS {
         // SAFETY: `id` is the identifier the broker gave us; `plugin` outlives the registration

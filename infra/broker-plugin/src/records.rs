@@ -32,6 +32,12 @@ pub enum DisconnectCause {
     /// A newer connection with the same client ID took this one over (detected by the plugin:
     /// it saw the newer CONNECT while this session was still live).
     Takeover,
+    /// The plugin disconnected it because its token expired (IoT's custom authorizer ends such
+    /// a connection after `disconnectAfterInSeconds`: `CUSTOMAUTH_TTL_EXPIRATION`).
+    TokenExpired,
+    /// The plugin disconnected it because its token or client was revoked (IoT:
+    /// `SERVER_INITIATED_DISCONNECT`, the server ending a connection for operational reasons).
+    Revoked,
     /// Anything else: a clean DISCONNECT, a killed socket or a keep-alive expiry. Mosquitto
     /// 2.0.11 passes the reason `-1` to every disconnect callback, so these cannot be told
     /// apart from a plugin.
@@ -43,6 +49,8 @@ impl DisconnectCause {
     pub fn iot_reason(self) -> &'static str {
         match self {
             Self::Takeover => "DUPLICATE_CLIENTID",
+            Self::TokenExpired => "CUSTOMAUTH_TTL_EXPIRATION",
+            Self::Revoked => "SERVER_INITIATED_DISCONNECT",
             Self::Unknown => "UNKNOWN",
         }
     }
@@ -58,7 +66,7 @@ pub struct Session {
     /// The peer address, when the broker knows it.
     pub ip_address: Option<String>,
     /// The MQTT username, if the client sent one (IoT's `principalIdentifier`; classroom
-    /// clients are anonymous).
+    /// clients send their client ID).
     pub username: Option<String>,
 }
 
@@ -178,6 +186,19 @@ mod tests {
         let v = parse(&b);
         assert_eq!(v["disconnectReason"], "DUPLICATE_CLIENTID");
         assert_eq!(v["clientInitiatedDisconnect"], false);
+    }
+
+    #[test]
+    fn a_connection_the_plugin_ends_says_why_as_aws_iot_would() {
+        assert_eq!(
+            DisconnectCause::TokenExpired.iot_reason(),
+            "CUSTOMAUTH_TTL_EXPIRATION"
+        );
+        assert_eq!(
+            DisconnectCause::Revoked.iot_reason(),
+            "SERVER_INITIATED_DISCONNECT"
+        );
+        assert_eq!(DisconnectCause::Unknown.iot_reason(), "UNKNOWN");
     }
 
     #[test]
