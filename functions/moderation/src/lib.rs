@@ -6,19 +6,32 @@
 //! - [`Function`]: built once per container from the environment (the banned-word automaton
 //!   included); [`Function::handle`] is the per-invocation entry point, shared by the Lambda
 //!   `main` and the local event-source runner.
-//! - [`store`]: the DynamoDB adapter (mutes with command ordering, memberships).
+//! - [`store`]: the DynamoDB adapter (mutes with command ordering, memberships, the
+//!   enrollments the issuer writes).
 //!
 //! # One record
 //! The sender is the broker-verified `clientId` attribute, never a field of the body.
-//! - Chat: refused (P2P `rejected`, reason `muted`) when the sender is muted in the room;
-//!   moderated by the policy (mask, or refuse with `banned_words` / `too_long`); otherwise
-//!   fanned out to the room.
+//! - Chat: refused (P2P `rejected`, reason `not_enrolled`) when the sender is not enrolled in
+//!   the room, then (`muted`) when it is muted there: both read in one `BatchGetItem`, the
+//!   only DynamoDB request of a chat; moderated by the policy (mask, or refuse with
+//!   `banned_words` / `too_long`); otherwise fanned out to the room.
 //! - Command: parsed (`invalid_command` when it cannot be), authorized (only a teacher mutes,
-//!   only a student is muted), applied in DynamoDB, then the student gets a P2P `mute` /
-//!   `unmute` and the sender a `commandResult`. A `join` makes the sender a member (the
+//!   only a student is muted), refused with `not_enrolled` when the sender is not enrolled in
+//!   the command's room (a `join`, and a teacher's `mute` / `unmute`: a teacher moderates
+//!   only the rooms its token grants), applied in DynamoDB, then the student gets a P2P
+//!   `mute` / `unmute` and the sender a `commandResult`. A `join` makes the sender a member (the
 //!   presence function announces its later transitions to the room) and announces it `online`
 //!   on `room/status/<roomId>` right away, since it was no member when it connected; a
 //!   teacher who joins also gets a P2P `members` notice (who is in the room, online, muted).
+//!
+//! # Enrollment
+//! The uplink topic (`roomSend/message`) carries no room, so the broker cannot stop a client
+//! from naming any room in its chat body: the issuer records which rooms each classroom token
+//! grants (`EnrollmentTable`, SPEC §8) and moderation refuses a chat or command for any other
+//! room (defence in depth behind the broker's read filters). An enrollment counts until its
+//! `expiresAt` (the token's expiry), compared with the record's broker time, whether
+//! DynamoDB's TTL has deleted it yet or not ([`store`]). A refused chat reaches nobody; a
+//! refused command changes nothing.
 //!
 //! What a client did wrong is answered with a notice and the record succeeds: it is handled.
 //! A record that is not a §4.2 message at all (no `clientId`, unknown sub-topic) fails and
@@ -36,13 +49,13 @@ use kit::{
 use mapping::moderation::DEFAULT_MAX_MESSAGE_CHARS;
 use mapping::uplink::keys;
 use mapping::{
-    ChatMessage, ChatNotice, ClientId, Command, GroupId, MappingError, Mode, Notice, P2pBody,
-    P2pNotice, Parent, Policy, RejectedReason, Role, Roles, RoomId, RulesConfig, StatusNotice,
-    SubTopic, Verdict, authorize, members_notices, notice_id,
+    ChatMessage, ChatNotice, ClientId, Command, MappingError, Mode, Notice, P2pBody, P2pNotice,
+    Parent, Policy, RejectedReason, Role, Roles, RoomId, RulesConfig, StatusNotice, SubTopic,
+    Verdict, authorize, members_notices, notice_id,
 };
 use tracing::{Instrument, info};
 
-use crate::store::{Applied, ModerationStore, MuteChange, StoreError};
+use crate::store::{Applied, ModerationStore, MuteChange, StoreError, Tables};
 
 /// A store failure at the record boundary: always worth a retry.
 impl From<StoreError> for RecordError {
@@ -60,22 +73,6 @@ pub struct Function {
     policy: Policy,
     roles: Roles,
     rules: RulesConfig,
-}
-
-fn groups(env: &Env, var: &'static str, default: &str) -> Result<Vec<GroupId>, ConfigError> {
-    let value = env.or(var, default);
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|g| !g.is_empty())
-        .map(|g| {
-            GroupId::parse(g).map_err(|e| ConfigError::Invalid {
-                var,
-                value: value.clone(),
-                problem: e.to_string(),
-            })
-        })
-        .collect()
 }
 
 /// The §4.2 attributes moderation reads from a backend message.
@@ -113,12 +110,23 @@ impl Function {
         }
     }
 
+    /// The same function over another DynamoDB client (tests count its requests with an
+    /// interceptor).
+    #[must_use]
+    pub fn with_dynamodb(self, client: aws_sdk_dynamodb::Client) -> Self {
+        Self {
+            store: self.store.with_client(client),
+            ..self
+        }
+    }
+
     /// Builds the function from the environment: `MUTE_TABLE`, `MEMBERSHIP_TABLE`,
     /// `DOWNLINK_QUEUE_URL`, `BANNED_WORDS` (comma-separated, may be empty), `MODERATION_MODE`
     /// (`mask` | `reject`, default `mask`), `MAX_MESSAGE_CHARS` (default 500),
     /// `TEACHER_GROUPS` (default `GID_teacher`), `STUDENT_GROUPS` (default `GID_student`),
-    /// `PRESENCE_TABLE` (a `join` adds the room to the client's head item there) and the
-    /// shared rules variables.
+    /// `PRESENCE_TABLE` (a `join` adds the room to the client's head item there),
+    /// `ENROLLMENT_TABLE` (the issuer's enrollments; always checked, there is no switch) and
+    /// the shared rules variables.
     pub fn from_env_with(env: &Env, sdk: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
         let rules = env.rules()?;
         let mute = env.required("MUTE_TABLE", "set it to the MuteTable name")?;
@@ -146,28 +154,32 @@ impl Function {
                 },
                 problem: e.to_string(),
             })?;
-        let teachers = groups(env, "TEACHER_GROUPS", "GID_teacher")?;
-        let students = groups(env, "STUDENT_GROUPS", "GID_student")?;
-        if let Some(both) = teachers.iter().find(|g| students.contains(g)) {
+        let roles = env.roles()?;
+        let presence = env.required("PRESENCE_TABLE", "set it to the PresenceTable name")?;
+        let enrollment = env.required("ENROLLMENT_TABLE", "set it to the EnrollmentTable name")?;
+        if enrollment == mute {
+            // One BatchGetItem reads both, keyed by table name: they cannot be one table.
             return Err(ConfigError::Invalid {
-                var: "STUDENT_GROUPS",
-                value: env.or("STUDENT_GROUPS", "GID_student"),
-                problem: format!("{both} is also in TEACHER_GROUPS; a group has one role"),
+                var: "ENROLLMENT_TABLE",
+                value: enrollment,
+                problem: "is also MUTE_TABLE; the enrollments have their own table".to_owned(),
             });
         }
-        let presence = env.required("PRESENCE_TABLE", "set it to the PresenceTable name")?;
         let store = ModerationStore::new(
             aws_sdk_dynamodb::Client::new(sdk),
-            mute,
-            membership,
-            presence,
+            Tables {
+                mute,
+                membership,
+                presence,
+                enrollment,
+            },
         );
         Ok(Self::new(
             store,
             SqsSender::new(aws_sdk_sqs::Client::new(sdk)),
             downlink,
             policy,
-            Roles::new(teachers, students),
+            roles,
             rules,
         ))
     }
@@ -298,14 +310,22 @@ impl Function {
                 )]);
             }
         };
-        if self
+        let standing = self
             .store
-            .is_muted(&chat.room_id, &src.sender, src.ts)
-            .await?
-        {
+            .chat_standing(&chat.room_id, &src.sender, src.ts)
+            .await?;
+        // Not enrolled first: a client learns nothing of a room it has no part in.
+        let refusal = if !standing.enrolled {
+            Some(RejectedReason::NotEnrolled)
+        } else if standing.muted {
+            Some(RejectedReason::Muted)
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
             return Ok(vec![self.rejected(
                 src,
-                RejectedReason::Muted,
+                reason,
                 Some(chat.room_id),
                 chat.client_msg_id,
             )]);
@@ -347,6 +367,19 @@ impl Function {
             return Ok(vec![self.rejected(
                 src,
                 refusal.into(),
+                Some(command.room_id().clone()),
+                None,
+            )]);
+        }
+        // After the pure checks, so a student's mute costs no read.
+        if !self
+            .store
+            .is_enrolled(&src.sender, command.room_id(), src.ts)
+            .await?
+        {
+            return Ok(vec![self.rejected(
+                src,
+                RejectedReason::NotEnrolled,
                 Some(command.room_id().clone()),
                 None,
             )]);

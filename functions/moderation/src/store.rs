@@ -1,6 +1,24 @@
 //! The DynamoDB adapter of moderation: `MuteTable` (HASH `roomId`, RANGE `clientId`, TTL
-//! `expiresAt` in epoch seconds), `MembershipTable` (HASH `roomId`, RANGE `clientId`) and the
-//! client's head item in `PresenceTable`.
+//! `expiresAt` in epoch seconds), `MembershipTable` (HASH `roomId`, RANGE `clientId`), the
+//! client's head item in `PresenceTable`, and `EnrollmentTable` (HASH `clientId`, RANGE
+//! `roomId`; read only).
+//!
+//! # Enrollments
+//! The issuer writes one `EnrollmentTable` item per client and room when it issues a
+//! classroom token (`enrolledAt` N ms, `expiresAt` N s = the token's expiry and the TTL,
+//! `role` S; the layout of `shared/stores`' `attrs::enrollment`). An item holds at a time `t`
+//! (ms) while `t < expiresAt x 1000`, the token's own rule (expired at `exp`); TTL deletion is
+//! lazy (days), so an expired item may still be read and counts as absent, and so does an
+//! item without a readable `expiresAt` (fail closed). The time is the record's broker time,
+//! as for mutes: "was the sender enrolled when it spoke", the same answer on every
+//! redelivery. `role` is not read: roles come from the client's group, as before.
+//!
+//! # One read per chat
+//! [`ModerationStore::chat_standing`] reads the sender's mute item and its enrollment item in
+//! one `BatchGetItem` (both strongly consistent: a mute written by the previous record of the
+//! batch, an enrollment written just before the token was handed out, are seen). Keys
+//! DynamoDB leaves unprocessed are asked for again, with backoff, up to
+//! [`BATCH_GET_ROUNDS`] requests in all; only then does the record fail (and is retried).
 //!
 //! # Memberships
 //! A `join` writes, in one transaction, the `MembershipTable` item (`joinedAt` of the first
@@ -85,10 +103,47 @@ fn mute_in_force(item: &HashMap<String, AttributeValue>, now_ms: u64) -> bool {
     muted && until.is_none_or(|u| now_ms < u)
 }
 
+/// EnrollmentTable's attributes (written by the issuer; `shared/stores`' `attrs::enrollment`).
+mod enrollment {
+    /// HASH key (S).
+    pub const CLIENT_ID: &str = "clientId";
+    /// RANGE key (S).
+    pub const ROOM_ID: &str = "roomId";
+    /// Until when it holds, seconds since the epoch (N; the TTL attribute).
+    pub const EXPIRES_AT: &str = "expiresAt";
+}
+
+/// Whether an enrollment item holds at `at_ms`: its `expiresAt` (seconds) is still ahead.
+/// An item without a readable `expiresAt` does not hold.
+fn enrollment_holds(item: &HashMap<String, AttributeValue>, at_ms: u64) -> bool {
+    item.get(enrollment::EXPIRES_AT)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|expires_s| at_ms < expires_s.saturating_mul(1000))
+}
+
 /// At most this many keys per `BatchGetItem` (DynamoDB's limit).
 const BATCH_GET_KEYS: usize = 100;
-/// Rounds of `UnprocessedKeys` retried before giving up (the record is then retried whole).
-const BATCH_GET_ROUNDS: usize = 5;
+/// `BatchGetItem` requests made for one read, the first included, before keys still
+/// unprocessed fail it (the record is then retried whole).
+pub const BATCH_GET_ROUNDS: u32 = 5;
+
+/// The wait before `BatchGetItem` request `round + 1` (round 1 is the first retry): 20 ms,
+/// doubled each time, as DynamoDB asks for unprocessed keys.
+fn batch_get_backoff(round: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(20u64 << round.saturating_sub(1).min(6))
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Where a sender stands in a room when it chats: both from one `BatchGetItem`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatStanding {
+    /// Enrolled in the room (an enrollment that has not expired).
+    pub enrolled: bool,
+    /// Muted in the room.
+    pub muted: bool,
+}
 
 /// A mute or unmute to apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,50 +173,154 @@ pub enum Applied {
     Superseded,
 }
 
-/// The mute and membership tables, and the presence table's head items.
+/// The table names of a [`ModerationStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    /// `MuteTable`.
+    pub mute: String,
+    /// `MembershipTable`.
+    pub membership: String,
+    /// `PresenceTable` (the head items' `rooms`).
+    pub presence: String,
+    /// `EnrollmentTable` (read only).
+    pub enrollment: String,
+}
+
+/// The mute, membership and enrollment tables, and the presence table's head items.
 #[derive(Debug, Clone)]
 pub struct ModerationStore {
     client: Client,
     mute_table: String,
     membership_table: String,
     presence_table: String,
+    enrollment_table: String,
+}
+
+fn build_error(op: &'static str) -> impl Fn(aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    move |e| StoreError {
+        op,
+        message: e.to_string(),
+    }
 }
 
 impl ModerationStore {
-    /// A store over the three tables.
-    pub fn new(
-        client: Client,
-        mute_table: String,
-        membership_table: String,
-        presence_table: String,
-    ) -> Self {
+    /// A store over the four tables.
+    pub fn new(client: Client, tables: Tables) -> Self {
         Self {
             client,
-            mute_table,
-            membership_table,
-            presence_table,
+            mute_table: tables.mute,
+            membership_table: tables.membership,
+            presence_table: tables.presence,
+            enrollment_table: tables.enrollment,
         }
     }
 
-    /// Whether `client` is muted in `room` at `now_ms` (a strongly consistent GetItem, so a
-    /// mute written by the previous record of the batch is seen).
-    pub async fn is_muted(
+    /// The same store over another DynamoDB client (one with an interceptor, in tests).
+    #[must_use]
+    pub fn with_client(self, client: Client) -> Self {
+        Self { client, ..self }
+    }
+
+    /// Whether `client` is enrolled in `room` and whether it is muted there, at `at_ms`: the
+    /// enrollment item and the mute item in one `BatchGetItem` (see the module docs).
+    pub async fn chat_standing(
         &self,
         room: &RoomId,
         client: &ClientId,
-        now_ms: u64,
+        at_ms: u64,
+    ) -> Result<ChatStanding, StoreError> {
+        let build = build_error("BatchGetItem (build)");
+        let mute = KeysAndAttributes::builder()
+            .keys(HashMap::from([
+                ("roomId".to_owned(), s(room.as_str())),
+                ("clientId".to_owned(), s(client.as_str())),
+            ]))
+            .consistent_read(true)
+            .build()
+            .map_err(&build)?;
+        let enrolled = KeysAndAttributes::builder()
+            .keys(HashMap::from([
+                (enrollment::CLIENT_ID.to_owned(), s(client.as_str())),
+                (enrollment::ROOM_ID.to_owned(), s(room.as_str())),
+            ]))
+            .projection_expression("#e")
+            .expression_attribute_names("#e", enrollment::EXPIRES_AT)
+            .consistent_read(true)
+            .build()
+            .map_err(&build)?;
+        let found = self
+            .batch_get(HashMap::from([
+                (self.mute_table.clone(), mute),
+                (self.enrollment_table.clone(), enrolled),
+            ]))
+            .await?;
+        let first = |table: &str| found.get(table).and_then(|items| items.first());
+        Ok(ChatStanding {
+            enrolled: first(&self.enrollment_table).is_some_and(|i| enrollment_holds(i, at_ms)),
+            muted: first(&self.mute_table).is_some_and(|i| mute_in_force(i, at_ms)),
+        })
+    }
+
+    /// Whether `client` is enrolled in `room` at `at_ms` (one strongly consistent GetItem).
+    pub async fn is_enrolled(
+        &self,
+        client: &ClientId,
+        room: &RoomId,
+        at_ms: u64,
     ) -> Result<bool, StoreError> {
         let resp = self
             .client
             .get_item()
-            .table_name(&self.mute_table)
-            .key("roomId", s(room.as_str()))
-            .key("clientId", s(client.as_str()))
+            .table_name(&self.enrollment_table)
+            .key(enrollment::CLIENT_ID, s(client.as_str()))
+            .key(enrollment::ROOM_ID, s(room.as_str()))
+            .projection_expression("#e")
+            .expression_attribute_names("#e", enrollment::EXPIRES_AT)
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| call_error("GetItem", e))?;
-        Ok(resp.item().is_some_and(|item| mute_in_force(item, now_ms)))
+        Ok(resp
+            .item()
+            .is_some_and(|item| enrollment_holds(item, at_ms)))
+    }
+
+    /// `BatchGetItem` of `requests` (table name -> keys): the items found, per table. Keys
+    /// left unprocessed are asked for again after a backoff, up to [`BATCH_GET_ROUNDS`]
+    /// requests in all.
+    async fn batch_get(
+        &self,
+        mut requests: HashMap<String, KeysAndAttributes>,
+    ) -> Result<HashMap<String, Vec<Item>>, StoreError> {
+        let mut found: HashMap<String, Vec<Item>> = HashMap::new();
+        for round in 0..BATCH_GET_ROUNDS {
+            if round > 0 {
+                tokio::time::sleep(batch_get_backoff(round)).await;
+            }
+            let resp = self
+                .client
+                .batch_get_item()
+                .set_request_items(Some(requests))
+                .send()
+                .await
+                .map_err(|e| call_error("BatchGetItem", e))?;
+            for (table, items) in resp.responses.unwrap_or_default() {
+                found.entry(table).or_default().extend(items);
+            }
+            requests = resp
+                .unprocessed_keys
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, k)| !k.keys().is_empty())
+                .collect();
+            if requests.is_empty() {
+                return Ok(found);
+            }
+        }
+        Err(StoreError {
+            op: "BatchGetItem",
+            message: format!("keys still unprocessed after {BATCH_GET_ROUNDS} requests"),
+        })
     }
 
     /// Every item of `table` whose HASH key `roomId` is `room` (all pages).
@@ -205,50 +364,25 @@ impl ModerationStore {
                     ])
                 })
                 .collect();
-            let mut request = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .projection_expression("#c, #o")
-                    .expression_attribute_names("#c", attrs::CLIENT_ID)
-                    .expression_attribute_names("#o", attrs::ONLINE)
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| StoreError {
-                        op: "BatchGetItem (build)",
-                        message: e.to_string(),
-                    })?,
-            );
-            let mut rounds = 0;
-            while let Some(req) = request.take() {
-                rounds += 1;
-                if rounds > BATCH_GET_ROUNDS {
-                    return Err(StoreError {
-                        op: "BatchGetItem",
-                        message: format!("keys still unprocessed after {BATCH_GET_ROUNDS} rounds"),
-                    });
-                }
-                let resp = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.presence_table, req)
-                    .send()
-                    .await
-                    .map_err(|e| call_error("BatchGetItem", e))?;
-                let heads = resp
-                    .responses
-                    .and_then(|mut r| r.remove(&self.presence_table))
-                    .unwrap_or_default();
-                online.extend(heads.iter().filter_map(|h| {
-                    let up = h.get(attrs::ONLINE).and_then(|v| v.as_bool().ok()) == Some(&true);
-                    get_str(h, attrs::CLIENT_ID)
-                        .filter(|_| up)
-                        .map(str::to_owned)
-                }));
-                request = resp
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.presence_table))
-                    .filter(|k| !k.keys().is_empty());
-            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .projection_expression("#c, #o")
+                .expression_attribute_names("#c", attrs::CLIENT_ID)
+                .expression_attribute_names("#o", attrs::ONLINE)
+                .consistent_read(true)
+                .build()
+                .map_err(build_error("BatchGetItem (build)"))?;
+            let heads = self
+                .batch_get(HashMap::from([(self.presence_table.clone(), request)]))
+                .await?
+                .remove(&self.presence_table)
+                .unwrap_or_default();
+            online.extend(heads.iter().filter_map(|h| {
+                let up = h.get(attrs::ONLINE).and_then(|v| v.as_bool().ok()) == Some(&true);
+                get_str(h, attrs::CLIENT_ID)
+                    .filter(|_| up)
+                    .map(str::to_owned)
+            }));
         }
         Ok(online)
     }
@@ -357,10 +491,7 @@ impl ModerationStore {
         at_ms: u64,
         role: &str,
     ) -> Result<(), StoreError> {
-        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError {
-            op: "TransactWriteItems (build)",
-            message: e.to_string(),
-        };
+        let build = build_error("TransactWriteItems (build)");
         let member = Update::builder()
             .table_name(&self.membership_table)
             .key("roomId", s(room.as_str()))
@@ -370,7 +501,7 @@ impl ModerationStore {
             .expression_attribute_values(":at", n(at_ms))
             .expression_attribute_values(":role", s(role))
             .build()
-            .map_err(build)?;
+            .map_err(&build)?;
         // Only `rooms`: the head's `version` belongs to the presence function's writes.
         let head = Update::builder()
             .table_name(&self.presence_table)
@@ -380,7 +511,7 @@ impl ModerationStore {
             .expression_attribute_names("#rooms", attrs::ROOMS)
             .expression_attribute_values(":room", AttributeValue::Ss(vec![room.to_string()]))
             .build()
-            .map_err(build)?;
+            .map_err(&build)?;
         self.client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().update(member).build())

@@ -1,14 +1,23 @@
 //! The moderation function against a real moto (SQS + DynamoDB), fed the fixture events.
+//! DynamoDB requests are counted as sent, by an interceptor on the SDK client.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::config::interceptors::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextMut,
+};
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
+use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use kit::Env;
 use moderation::Function;
+use moderation::store::BATCH_GET_ROUNDS;
 use serde_json::Value;
 use testkit::{Moto, create_queue, create_table};
 
@@ -16,6 +25,12 @@ const TEACHER: &str = "GID_teacher@@@001";
 const STUDENT1: &str = "GID_student@@@001";
 const STUDENT2: &str = "GID_student@@@002";
 const BANNED: &str = "笨蛋,傻瓜,damn,shit";
+/// Everyone the fixtures have speak, all enrolled in room 1 (the fixtures' room) by [`stack`].
+const CLASS: [&str; 4] = [TEACHER, "GID_teacher@@@002", STUDENT1, STUDENT2];
+/// The fixtures' broker times are 1_732_240_000_000 ms and a few seconds after.
+const FIXTURE_S: u64 = 1_732_240_000;
+/// Until when [`stack`] enrolls the class: a day after the fixtures' times.
+const ENROLLED_UNTIL_S: u64 = FIXTURE_S + 86_400;
 
 struct Stack {
     moto: Moto,
@@ -30,6 +45,7 @@ fn env(downlink: &str, mode: &str) -> Env {
         ("MUTE_TABLE", "mutes"),
         ("MEMBERSHIP_TABLE", "membership"),
         ("PRESENCE_TABLE", "presence"),
+        ("ENROLLMENT_TABLE", "enrollment"),
         ("DOWNLINK_QUEUE_URL", downlink),
         ("BANNED_WORDS", BANNED),
         ("MODERATION_MODE", mode),
@@ -47,6 +63,8 @@ async fn stack() -> Stack {
     create_table(&ddb, "mutes", "roomId", "clientId", false).await;
     create_table(&ddb, "membership", "roomId", "clientId", true).await;
     create_table(&ddb, "presence", "clientId", "channelId", false).await;
+    create_table(&ddb, "enrollment", "clientId", "roomId", false).await;
+    enroll_class(&ddb, "enrollment").await;
     let downlink = create_queue(&sqs, "downlink").await;
     let function = Function::from_env_with(&env(&downlink, "mask"), &sdk).unwrap();
     Stack {
@@ -56,6 +74,144 @@ async fn stack() -> Stack {
         downlink,
         function,
     }
+}
+
+/// Writes the enrollment item the issuer writes for a classroom token of `client` for
+/// `room` expiring at `expires_at_s`.
+async fn enroll(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    client: &str,
+    room: &str,
+    expires_at_s: u64,
+) {
+    let role = if client.starts_with("GID_teacher") {
+        "teacher"
+    } else {
+        "student"
+    };
+    ddb.put_item()
+        .table_name(table)
+        .item("clientId", AttributeValue::S(client.to_owned()))
+        .item("roomId", AttributeValue::S(room.to_owned()))
+        .item(
+            "enrolledAt",
+            AttributeValue::N((FIXTURE_S * 1000 - 60_000).to_string()),
+        )
+        .item("expiresAt", AttributeValue::N(expires_at_s.to_string()))
+        .item("role", AttributeValue::S(role.to_owned()))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Enrolls the fixtures' [`CLASS`] in room 1 until [`ENROLLED_UNTIL_S`].
+async fn enroll_class(ddb: &aws_sdk_dynamodb::Client, table: &str) {
+    for client in CLASS {
+        enroll(ddb, table, client, "1", ENROLLED_UNTIL_S).await;
+    }
+}
+
+/// Records every DynamoDB request a client sends (one per HTTP attempt, retries included)
+/// by operation name and, when told to, rewrites `BatchGetItem` answers so that one table's
+/// keys come back unprocessed, as DynamoDB does when it throttles a batch.
+#[derive(Debug, Clone, Default)]
+struct Requests {
+    sent: Arc<Mutex<Vec<String>>>,
+    unprocess: Arc<Mutex<Option<Unprocess>>>,
+}
+
+#[derive(Debug, Clone)]
+struct Unprocess {
+    table: String,
+    keys: KeysAndAttributes,
+    answers: usize,
+}
+
+impl Requests {
+    /// A DynamoDB client over `sdk` that reports to a new recorder.
+    fn client(sdk: &aws_config::SdkConfig) -> (aws_sdk_dynamodb::Client, Requests) {
+        let requests = Requests::default();
+        let config = aws_sdk_dynamodb::config::Builder::from(sdk)
+            .interceptor(requests.clone())
+            .build();
+        (aws_sdk_dynamodb::Client::from_conf(config), requests)
+    }
+
+    /// The operations sent since the last call.
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.sent.lock().unwrap())
+    }
+
+    /// The next `answers` `BatchGetItem` answers return `keys` of `table` unprocessed.
+    fn leave_unprocessed(&self, table: &str, keys: KeysAndAttributes, answers: usize) {
+        *self.unprocess.lock().unwrap() = Some(Unprocess {
+            table: table.to_owned(),
+            keys,
+            answers,
+        });
+    }
+}
+
+impl Intercept for Requests {
+    fn name(&self) -> &'static str {
+        "Requests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // `X-Amz-Target: DynamoDB_20120810.<Operation>`, on every request of the JSON protocol.
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or("?");
+        let op = target.rsplit('.').next().unwrap_or(target).to_owned();
+        self.sent.lock().unwrap().push(op);
+        Ok(())
+    }
+
+    fn modify_before_attempt_completion(
+        &self,
+        context: &mut FinalizerInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let mut unprocess = self.unprocess.lock().unwrap();
+        let Some(u) = unprocess.as_mut().filter(|u| u.answers > 0) else {
+            return Ok(());
+        };
+        let Some(Ok(output)) = context.output_or_error_mut() else {
+            return Ok(());
+        };
+        if let Some(batch) = output.downcast_mut::<BatchGetItemOutput>() {
+            if let Some(responses) = batch.responses.as_mut() {
+                responses.remove(&u.table);
+            }
+            batch
+                .unprocessed_keys
+                .get_or_insert_with(HashMap::new)
+                .insert(u.table.clone(), u.keys.clone());
+            u.answers -= 1;
+        }
+        Ok(())
+    }
+}
+
+/// The key of `client`'s enrollment in `room`, as `BatchGetItem` names it.
+fn enrollment_key(client: &str, room: &str) -> KeysAndAttributes {
+    KeysAndAttributes::builder()
+        .keys(HashMap::from([
+            ("clientId".to_owned(), AttributeValue::S(client.to_owned())),
+            ("roomId".to_owned(), AttributeValue::S(room.to_owned())),
+        ]))
+        .consistent_read(true)
+        .build()
+        .unwrap()
 }
 
 /// A notice as received from the downlink queue.
@@ -113,10 +269,26 @@ impl Stack {
     }
 
     async fn run(&self, name: &str) -> Vec<Received> {
-        let resp = self.function.handle(fixture(name)).await.unwrap();
+        self.run_event(fixture(name), name).await
+    }
+
+    async fn run_event(&self, event: SqsEvent, name: &str) -> Vec<Received> {
+        let resp = self.function.handle(event).await.unwrap();
         assert_eq!(failed(&resp), Vec::<String>::new(), "{name}");
         self.downlink().await
     }
+
+    async fn enroll(&self, client: &str, room: &str, expires_at_s: u64) {
+        enroll(&self.ddb, "enrollment", client, room, expires_at_s).await;
+    }
+}
+
+/// Record `i` (from 0) of fixture `name`, alone in its event.
+fn record(name: &str, i: usize) -> SqsEvent {
+    let mut event = fixture(name);
+    let one = event.records.swap_remove(i);
+    event.records = vec![one];
+    event
 }
 
 fn fixture(name: &str) -> SqsEvent {
@@ -483,6 +655,32 @@ async fn bad_configuration_names_the_variable() {
     ]);
     let err = Function::from_env_with(&both, &sdk).unwrap_err();
     assert!(err.to_string().contains("STUDENT_GROUPS"), "{err}");
+    let without = |var: &str| {
+        let mut vars: Vec<(&str, &str)> = vec![
+            ("MUTE_TABLE", "mutes"),
+            ("MEMBERSHIP_TABLE", "membership"),
+            ("PRESENCE_TABLE", "presence"),
+            ("ENROLLMENT_TABLE", "enrollment"),
+            ("DOWNLINK_QUEUE_URL", s.downlink.as_str()),
+        ];
+        vars.retain(|(k, _)| *k != var);
+        Env::from_map(vars)
+    };
+    assert!(Function::from_env_with(&without("none"), &sdk).is_ok());
+    let err = Function::from_env_with(&without("ENROLLMENT_TABLE"), &sdk).unwrap_err();
+    assert!(err.to_string().contains("ENROLLMENT_TABLE"), "{err}");
+    let shared = Env::from_map([
+        ("MUTE_TABLE", "mutes"),
+        ("MEMBERSHIP_TABLE", "membership"),
+        ("PRESENCE_TABLE", "presence"),
+        ("ENROLLMENT_TABLE", "mutes"),
+        ("DOWNLINK_QUEUE_URL", s.downlink.as_str()),
+    ]);
+    let err = Function::from_env_with(&shared, &sdk).unwrap_err();
+    assert!(
+        err.to_string().contains("ENROLLMENT_TABLE") && err.to_string().contains("MUTE_TABLE"),
+        "{err}"
+    );
 }
 
 /// Every fixture through a fresh function state: the exact downlink messages it produces.
@@ -499,18 +697,22 @@ async fn every_fixture_sends_the_notices_of_its_snapshot() {
         })
         .collect();
     names.sort();
-    assert!(names.len() >= 13, "{names:?}");
+    assert!(names.len() >= 14, "{names:?}");
     for (i, name) in names.iter().enumerate() {
         let (mutes, members) = (format!("mutes-{i}"), format!("membership-{i}"));
         create_table(&s.ddb, &mutes, "roomId", "clientId", false).await;
         create_table(&s.ddb, &members, "roomId", "clientId", true).await;
         let presence = format!("presence-{i}");
         create_table(&s.ddb, &presence, "clientId", "channelId", false).await;
+        let enrollment = format!("enrollment-{i}");
+        create_table(&s.ddb, &enrollment, "clientId", "roomId", false).await;
+        enroll_class(&s.ddb, &enrollment).await;
         let function = Function::from_env_with(
             &Env::from_map([
                 ("MUTE_TABLE", mutes.as_str()),
                 ("MEMBERSHIP_TABLE", members.as_str()),
                 ("PRESENCE_TABLE", presence.as_str()),
+                ("ENROLLMENT_TABLE", enrollment.as_str()),
                 ("DOWNLINK_QUEUE_URL", s.downlink.as_str()),
                 ("BANNED_WORDS", BANNED),
             ]),
@@ -528,4 +730,201 @@ async fn every_fixture_sends_the_notices_of_its_snapshot() {
             insta::assert_json_snapshot!("downlink", serde_json::json!({ "failed": failed(&resp), "notices": notices }));
         });
     }
+}
+
+#[tokio::test]
+async fn chat_into_a_room_the_sender_is_not_enrolled_in_is_refused_and_reaches_nobody() {
+    let s = stack().await;
+    // Student 1 is enrolled in room 1 only; someone else's enrollment in room 2 is not its own.
+    s.enroll(TEACHER, "2", ENROLLED_UNTIL_S).await;
+    let notices = s.run_event(record("room-not-enrolled", 0), "chat").await;
+    assert_eq!(
+        summary(&notices),
+        [row("/p2p/GID_student@@@001", "rejected", "not_enrolled")]
+    );
+    assert_eq!(notices[0].body["roomId"], "2");
+    assert_eq!(notices[0].body["refMsgId"], "GID_student@@@001-1");
+    // A client enrolled nowhere is refused in room 1 too.
+    let mut stranger = fixture("chat-plain");
+    stranger.records[0]
+        .message_attributes
+        .get_mut("clientId")
+        .unwrap()
+        .string_value = Some("GID_student@@@099".to_owned());
+    assert_eq!(
+        summary(&s.run_event(stranger, "stranger").await),
+        [row("/p2p/GID_student@@@099", "rejected", "not_enrolled")]
+    );
+    // The same sender in its own room is fanned out.
+    assert_eq!(
+        summary(&s.run("chat-plain").await),
+        [row("/message/1", "chat", "")]
+    );
+}
+
+#[tokio::test]
+async fn join_and_mute_in_a_room_the_sender_is_not_enrolled_in_are_refused_and_change_nothing() {
+    let s = stack().await;
+    assert_eq!(
+        summary(&s.run_event(record("room-not-enrolled", 1), "join").await),
+        [row("/p2p/GID_student@@@001", "rejected", "not_enrolled")]
+    );
+    assert!(s.items("membership").await.is_empty());
+    assert!(s.items("presence").await.is_empty(), "no room on the head");
+    // A teacher moderates only the rooms its token grants: student 2 is not muted in room 2.
+    let mute = s.run_event(record("room-not-enrolled", 2), "mute").await;
+    assert_eq!(
+        summary(&mute),
+        [row("/p2p/GID_teacher@@@001", "rejected", "not_enrolled")]
+    );
+    assert_eq!(mute[0].body["roomId"], "2");
+    assert!(s.items("mutes").await.is_empty());
+    // The whole fixture: three refusals, no effect.
+    assert_eq!(
+        summary(&s.run("room-not-enrolled").await),
+        [
+            row("/p2p/GID_student@@@001", "rejected", "not_enrolled"),
+            row("/p2p/GID_student@@@001", "rejected", "not_enrolled"),
+            row("/p2p/GID_teacher@@@001", "rejected", "not_enrolled"),
+        ]
+    );
+    assert!(s.items("membership").await.is_empty());
+    assert!(s.items("mutes").await.is_empty());
+}
+
+#[tokio::test]
+async fn an_enrollment_past_its_expiry_counts_as_none_though_dynamodb_still_holds_it() {
+    let s = stack().await;
+    // chat-plain and join-room are sent at FIXTURE_S exactly: a token expiring then has
+    // expired (expired at `exp`), one expiring a second later has not.
+    s.enroll(STUDENT1, "1", FIXTURE_S).await;
+    assert_eq!(
+        summary(&s.run("chat-plain").await),
+        [row("/p2p/GID_student@@@001", "rejected", "not_enrolled")]
+    );
+    assert_eq!(
+        summary(&s.run("join-room").await),
+        [row("/p2p/GID_student@@@001", "rejected", "not_enrolled")]
+    );
+    assert!(s.items("membership").await.is_empty());
+    let item = s
+        .ddb
+        .get_item()
+        .table_name("enrollment")
+        .key("clientId", AttributeValue::S(STUDENT1.to_owned()))
+        .key("roomId", AttributeValue::S("1".to_owned()))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        item.item().is_some(),
+        "the expired item is still there (TTL is lazy)"
+    );
+    s.enroll(STUDENT1, "1", FIXTURE_S + 1).await;
+    assert_eq!(
+        summary(&s.run("chat-plain").await),
+        [row("/message/1", "chat", "")]
+    );
+}
+
+#[tokio::test]
+async fn dynamodb_calls_per_chat_message_are_one() {
+    let s = stack().await;
+    let sdk = s.moto.sdk_config().await;
+    let (client, requests) = Requests::client(&sdk);
+    let function = Function::from_env_with(&env(&s.downlink, "mask"), &sdk)
+        .unwrap()
+        .with_dynamodb(client);
+    let run = |event: SqsEvent| {
+        let function = &function;
+        let s = &s;
+        async move {
+            let resp = function.handle(event).await.unwrap();
+            assert!(failed(&resp).is_empty());
+            s.downlink().await
+        }
+    };
+    let delivered = run(fixture("chat-plain")).await;
+    assert_eq!(summary(&delivered), [row("/message/1", "chat", "")]);
+    let delivered = requests.take();
+
+    run(record("chat-from-muted-student", 0)).await;
+    let mute_command = requests.take();
+    let muted = run(record("chat-from-muted-student", 1)).await;
+    assert_eq!(
+        summary(&muted),
+        [row("/p2p/GID_student@@@002", "rejected", "muted")]
+    );
+    let muted = requests.take();
+
+    let refused = run(record("room-not-enrolled", 0)).await;
+    assert_eq!(
+        summary(&refused),
+        [row("/p2p/GID_student@@@001", "rejected", "not_enrolled")]
+    );
+    let not_enrolled = requests.take();
+
+    let mut unreadable = fixture("chat-plain");
+    unreadable.records[0].body = Some("not a chat".to_owned());
+    run(unreadable).await;
+    let unreadable = requests.take();
+
+    run(fixture("join-room")).await;
+    let join = requests.take();
+
+    let one = ["BatchGetItem".to_owned()];
+    assert_eq!(delivered, one, "delivered");
+    assert_eq!(muted, one, "muted");
+    assert_eq!(not_enrolled, one, "not enrolled");
+    assert_eq!(
+        unreadable,
+        Vec::<String>::new(),
+        "unreadable: refused before any read"
+    );
+    assert_eq!(mute_command, ["GetItem", "UpdateItem"]);
+    assert_eq!(join, ["GetItem", "TransactWriteItems"], "a student's join");
+    println!(
+        "DynamoDB calls per chat message: {} (delivered {} / muted {} / not enrolled {} / unreadable {}); per command: mute {}, student join {}",
+        delivered.len(),
+        delivered.len(),
+        muted.len(),
+        not_enrolled.len(),
+        unreadable.len(),
+        mute_command.len(),
+        join.len()
+    );
+}
+
+#[tokio::test]
+async fn keys_dynamodb_leaves_unprocessed_are_asked_for_again_and_still_decide_the_chat() {
+    let s = stack().await;
+    s.run_event(record("chat-from-muted-student", 0), "mute")
+        .await;
+    let sdk = s.moto.sdk_config().await;
+    let (client, requests) = Requests::client(&sdk);
+    let function = Function::from_env_with(&env(&s.downlink, "mask"), &sdk)
+        .unwrap()
+        .with_dynamodb(client);
+    // The first answer carries the mute item but leaves the enrollment unprocessed: the
+    // second request asks for the enrollment alone, and both answers decide the chat.
+    requests.leave_unprocessed("enrollment", enrollment_key(STUDENT2, "1"), 1);
+    let resp = function
+        .handle(record("chat-from-muted-student", 1))
+        .await
+        .unwrap();
+    assert!(failed(&resp).is_empty());
+    assert_eq!(
+        summary(&s.downlink().await),
+        [row("/p2p/GID_student@@@002", "rejected", "muted")]
+    );
+    assert_eq!(requests.take(), ["BatchGetItem", "BatchGetItem"]);
+
+    // Still unprocessed after every round: the record fails (to be retried), nothing is sent.
+    requests.leave_unprocessed("enrollment", enrollment_key(STUDENT1, "1"), usize::MAX);
+    let event = fixture("chat-plain");
+    let id = event.records[0].message_id.clone().unwrap();
+    let resp = function.handle(event).await.unwrap();
+    assert_eq!(failed(&resp), [id]);
+    assert_eq!(s.downlink().await, Vec::<Received>::new());
+    assert_eq!(requests.take().len(), BATCH_GET_ROUNDS as usize);
 }

@@ -10,9 +10,10 @@
 //! | `/p2p/<sender>` | `{"type":"rejected","reason","roomId"?,"refMsgId"?,"msgId","ts"}` |
 //! | `/p2p/<teacher>` | `{"type":"commandResult","command","ok","roomId","target","msgId","ts"}` |
 //!
-//! `reason` is one of `muted`, `banned_words`, `too_long`, `invalid_message` (chat) and
-//! `not_teacher`, `target_not_student`, `invalid_command` (commands). `refMsgId` echoes the
-//! client's own `msgId` when it sent one.
+//! `reason` is one of `muted`, `banned_words`, `too_long`, `invalid_message` (chat),
+//! `not_teacher`, `target_not_student`, `invalid_command` (commands) and `not_enrolled` (a
+//! chat or command for a room the sender's sign-in did not enroll it in). `refMsgId` echoes
+//! the client's own `msgId` when it sent one.
 //!
 //! Notice IDs are derived from the source record ([`notice_id`]): a redelivered record yields
 //! the same IDs, so clients de-duplicate by `msgId`.
@@ -72,6 +73,9 @@ pub enum RejectedReason {
     TargetNotStudent,
     /// The command body is not a valid command.
     InvalidCommand,
+    /// A chat, `join`, `mute` or `unmute` for a room the sender is not enrolled in: no
+    /// classroom token granted it the room, or that enrollment has expired (SPEC §8).
+    NotEnrolled,
 }
 
 impl RejectedReason {
@@ -85,6 +89,7 @@ impl RejectedReason {
             Self::NotTeacher => "not_teacher",
             Self::TargetNotStudent => "target_not_student",
             Self::InvalidCommand => "invalid_command",
+            Self::NotEnrolled => "not_enrolled",
         }
     }
 }
@@ -585,5 +590,35 @@ mod tests {
             RejectedReason::from(Refusal::TargetNotStudent).as_str(),
             "target_not_student"
         );
+    }
+
+    #[test]
+    fn every_rejected_reason_has_one_wire_name_in_the_log_and_in_the_notice() {
+        use RejectedReason::*;
+        let all = [
+            Muted,
+            BannedWords,
+            TooLong,
+            InvalidMessage,
+            NotTeacher,
+            TargetNotStudent,
+            InvalidCommand,
+            NotEnrolled,
+        ];
+        // A new variant makes this match non-exhaustive: add it to `all` too.
+        for reason in all {
+            match reason {
+                Muted | BannedWords | TooLong | InvalidMessage | NotTeacher | TargetNotStudent
+                | InvalidCommand | NotEnrolled => {}
+            }
+            assert_eq!(
+                serde_json::to_value(reason).unwrap(),
+                json!(reason.as_str()),
+                "{reason:?}"
+            );
+        }
+        let names: std::collections::HashSet<&str> = all.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), all.len(), "no two reasons share a name");
+        assert_eq!(NotEnrolled.as_str(), "not_enrolled");
     }
 }
