@@ -14,14 +14,15 @@ PIP := $(VENV)/bin/pip
 APT_PACKAGES := mosquitto mosquitto-clients
 DEPS_STAMP := $(VENV)/.deps-stamp
 
-.PHONY: help deps apt venv test test-rust lint fmt bench bench-mapping bench-inflow bench-presence invoke watch
+.PHONY: help deps apt venv test test-rust lint fmt bench bench-mapping bench-inflow bench-presence bench-moderation bench-signin invoke watch
 
 help:
 	@echo "make demo        the local classroom end to end (set-up, stack, scenarios, teardown)"
 	@echo "make test        every test: Rust unit/snapshot/integration (real moto + Mosquitto),"
 	@echo "                 template lint + invariants, end-to-end"
 	@echo "make lint        cargo fmt --check + clippy -D warnings"
-	@echo "make bench       criterion benches, the inflow throughput run, DynamoDB calls per lifecycle event"
+	@echo "make bench       criterion benches, the inflow throughput run, DynamoDB calls per lifecycle event,"
+	@echo "                 token verification (make bench-signin)"
 	@echo "make up / down   start / stop the local stack (make stack-status: ports and logs)"
 	@echo "make test-e2e    end-to-end and security tests on a fresh local stack"
 	@echo "make bench-e2e   chat latency through the local stack, highest rate with 0 loss"
@@ -82,7 +83,17 @@ bench-inflow: deps
 bench-presence: deps
 	cargo test -q -p presence --test handler dynamodb_calls_per_event -- --nocapture 2>&1 | grep 'DynamoDB calls'
 
-bench: bench-mapping bench-inflow bench-presence
+# DynamoDB requests per chat message (target <= 1: the mute and the enrollment in one
+# BatchGetItem), counted on the SDK client's real requests by the moderation handler test.
+bench-moderation: deps
+	cargo test -q -p moderation --test handler dynamodb_calls_per_chat -- --nocapture 2>&1 | grep 'DynamoDB calls'
+
+# Token verification against a bare HMAC-SHA256 of the same bytes, and the broker's per-message
+# checks (what the plugin's ACL callback and the authorizer pay).
+bench-signin:
+	cargo bench -p signin --bench verify -- --noplot
+
+bench: bench-mapping bench-inflow bench-presence bench-moderation bench-signin
 
 # --- cargo lambda, locally --------------------------------------------------------------------
 WATCH_PORT ?= 9000

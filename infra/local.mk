@@ -3,13 +3,14 @@
 #   make demo                       play the seeds' classroom end to end, pass/fail per scenario
 #   make test-e2e                   end-to-end tests over a fresh stack on free loopback ports
 #   make bench-e2e                  chat latency publish -> delivery, highest rate with 0 loss
+#   make bench-connect              CONNECT -> CONNACK with a token vs the backend's password
 # Needs Debian's mosquitto + mosquitto-clients and moto[server] in .venv: `make setup-local`
 # installs what is missing (apt-get as root, pip into the venv).
 
 LOCAL_STACK := infra/local/stack.sh
 LOCAL_CRATES := -p broker-plugin -p local-stack -p e2e $(if $(wildcard functions/classroom-cli/Cargo.toml),-p classroom-cli)
 
-.PHONY: setup-local up down stack-status demo test-e2e bench-e2e
+.PHONY: setup-local up down stack-status demo test-e2e bench-e2e bench-connect
 
 # `deps` (the Makefile's: Debian packages + infra/requirements.txt into .venv) when the
 # Makefile defines it; the script's own check-and-install otherwise.
@@ -38,3 +39,7 @@ test-e2e: setup-local
 bench-e2e: setup-local
 	cargo build -q $(LOCAL_CRATES)
 	cargo run -q -p e2e --bin bench-e2e
+
+bench-connect: setup-local
+	cargo build -q $(LOCAL_CRATES)
+	cargo run -q -p e2e --bin bench-connect

@@ -7,17 +7,25 @@
 #   infra/local/stack.sh up        build, start, provision; writes $STACK_DIR/stack.env
 #   infra/local/stack.sh down      stop everything this stack started (by pid file)
 #   infra/local/stack.sh status    what runs, where it listens
-#   infra/local/stack.sh credentials [clientId...]   sign-in lines `<clientId> <password>`
-#   infra/local/stack.sh add-client clientId...      add classroom clients (no restart needed)
+#   infra/local/stack.sh token <clientId> [room...]   a fresh classroom token (rooms default to
+#                                  the directory's); TOKEN_LIFETIME seconds (default 3600)
+#   infra/local/stack.sh directory [clientId...]      the school directory: `<clientId> <password> <rooms>`
+#   infra/local/stack.sh add-person <clientId> <room>[,<room>...]   add someone to the directory
+#   infra/local/stack.sh rotate-keys   new current signing key; the old one still verifies
+#   infra/local/stack.sh retire-key <kid>   remove an old signing key: its tokens stop working
 #   infra/local/stack.sh prune     remove test stacks (.run/e2e-<pid>) whose process is gone
 #
-# Identity: as AWS IoT Core binds a client ID to its certificate, the local broker binds it to a
-# roster (infra/local/roster, or ROSTER=<file>): `up` gives every client ID listed there a fresh
-# random password in $STACK_DIR/mosquitto/clients (0600); a client signs in with its client ID
-# as the MQTT username and that password. Anonymous clients are refused.
+# Sign-in (SPEC §8): classroom clients sign in with a token (MQTT username = client ID, password
+# = the token), issued by the local token API (the `token` function's own handler, served by
+# `local-api`) and verified by the broker plugin with the same code as the AWS IoT custom
+# authorizer. `up` makes a signing key set ($STACK_DIR/signin/keys.json, 0600; the same JSON is
+# the Secrets Manager secret in moto that the issuer reads) and the school directory from the
+# roster (infra/local/roster, or ROSTER=<file>: `<clientId> <room>[,<room>...]` per line), with a
+# fresh random password per person in $STACK_DIR/school/directory (0600): the page server's
+# "school login" checks it before asking the issuer for a token. Anonymous clients are refused.
 #
-# Environment: STACK_DIR (default .run), MQTT_PORT / WS_PORT / MOTO_PORT (default: free
-# ephemeral ports), VISIBILITY_TIMEOUT (override the template's, for redrive tests only),
+# Environment: STACK_DIR (default .run), MQTT_PORT / WS_PORT / MOTO_PORT / API_PORT (default:
+# free ephemeral ports), VISIBILITY_TIMEOUT (override the template's, for redrive tests only),
 # LOCAL_FUNCTIONS (default: every function the runner was built with), LOCAL_WAIT_SECONDS,
 # STACK_BUILD=0 (skip the cargo build when the binaries exist), STACK_OWNER_PID (tests: a watchdog runs `down` once that process is gone).
 set -euo pipefail
@@ -30,7 +38,9 @@ STACK_DIR="$(cd "$STACK_DIR" && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
 PY="$VENV/bin/python"
 LOGS="$STACK_DIR/logs"
-CLIENTS="$STACK_DIR/mosquitto/clients"
+DIRECTORY="$STACK_DIR/school/directory"
+KEYS="$STACK_DIR/signin/keys.json"
+REVOCATIONS="$STACK_DIR/signin/revocations.json"
 ROSTER="${ROSTER:-$ROOT/infra/local/roster}"
 PIDS="$STACK_DIR/pids"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
@@ -63,35 +73,102 @@ alive() { [[ -f "$PIDS/$1.pid" ]] && running "$(cat "$PIDS/$1.pid")"; }
 # typo fails loudly; the functions validate every ID they handle.
 valid_client_id() { [[ "$1" =~ ^GID[_-][A-Za-z0-9_-]{1,60}@@@[A-Za-z0-9_-]{1,60}$ ]]; }
 
-# Adds client IDs to the clients file with fresh passwords (existing ones are kept), then prints
-# `<clientId> <password>` for each. Serialised with flock: tests add clients in parallel.
-add_clients() {
-  [[ -d "$(dirname "$CLIENTS")" ]] || { log "no stack in $STACK_DIR (run up first)"; return 1; }
-  local id
-  for id in "$@"; do valid_client_id "$id" || { log "not a client ID (SPEC §3 GID_x@@@y): $id"; return 1; }; done
+# Adds people to the directory with fresh passwords (an existing entry is kept), then prints
+# their lines. Serialised with flock: tests add people in parallel.
+add_person() { # clientId rooms
+  [[ -d "$(dirname "$DIRECTORY")" ]] || { log "no stack in $STACK_DIR (run up first)"; return 1; }
+  valid_client_id "$1" || { log "not a client ID (SPEC §3 GID_x@@@y): $1"; return 1; }
+  [[ "$2" =~ ^[A-Za-z0-9_-]{1,64}(,[A-Za-z0-9_-]{1,64})*$ ]] || { log "rooms must be room IDs separated by commas: $2"; return 1; }
   (
     flock 9
     umask 077
-    touch "$CLIENTS"
-    for id in "$@"; do
-      grep -q "^$id " "$CLIENTS" || printf '%s %s\n' "$id" "$(python3 -c 'import secrets; print(secrets.token_urlsafe(12))')" >>"$CLIENTS"
-    done
-  ) 9>"$CLIENTS.lock"
-  credentials "$@"
+    touch "$DIRECTORY"
+    grep -q "^$1 " "$DIRECTORY" || printf '%s %s %s\n' "$1" "$("$PY" -c 'import secrets; print(secrets.token_urlsafe(12))')" "$2" >>"$DIRECTORY"
+  ) 9>"$DIRECTORY.lock"
+  directory "$1"
 }
 
-credentials() {
-  [[ -f "$CLIENTS" ]] || { log "no clients file in $STACK_DIR (run up first)"; return 1; }
-  if (($# == 0)); then grep -v '^#' "$CLIENTS"; return 0; fi
+directory() {
+  [[ -f "$DIRECTORY" ]] || { log "no directory in $STACK_DIR (run up first)"; return 1; }
+  if (($# == 0)); then grep -v '^#' "$DIRECTORY"; return 0; fi
   local id line
   for id in "$@"; do
-    line=$(grep -m1 "^$id " "$CLIENTS") || { log "$id is not in the roster: add-client $id"; return 1; }
+    line=$(grep -m1 "^$id " "$DIRECTORY") || { log "$id is not in the directory: add-person $id <rooms>"; return 1; }
     echo "$line"
   done
 }
 
-# The roster file: one client ID per line, `#` comments.
-roster_ids() { grep -v '^[[:space:]]*\(#\|$\)' "$ROSTER" | tr -d '[:blank:]\r'; }
+env_get() { grep "^$1=" "$STACK_DIR/stack.env" | head -1 | cut -d= -f2-; }
+
+# A fresh classroom token from the local issuer, printed alone (for `$(stack.sh token ...)`).
+token() { # clientId [room...]
+  [[ -f "$STACK_DIR/stack.env" ]] || { log "no stack in $STACK_DIR (run up first)"; return 1; }
+  local id=$1; shift
+  local rooms=("$@")
+  if ((${#rooms[@]} == 0)); then
+    local line; line=$(directory "$id") || return 1
+    IFS=, read -r -a rooms <<<"$(cut -d' ' -f3 <<<"$line")"
+  fi
+  "$PY" - "$(env_get TOKEN_API_URL)" "$id" "${TOKEN_LIFETIME:-3600}" "${rooms[@]}" <<'PYEOF'
+import json, sys, urllib.request, urllib.error
+url, client, lifetime, rooms = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+body = json.dumps({"clientId": client, "rooms": rooms, "expiresIn": lifetime}).encode()
+req = urllib.request.Request(url + "/tokens/classroom", data=body, headers={"content-type": "application/json"})
+try:
+    with urllib.request.urlopen(req, timeout=10) as r:
+        print(json.load(r)["token"])
+except urllib.error.HTTPError as e:
+    sys.exit(f"[stack] token for {client} refused: {e.code} {e.read().decode(errors='replace')}")
+except OSError as e:
+    sys.exit(f"[stack] the token API at {url} did not answer: {e}")
+PYEOF
+}
+
+# The signing key set: one JSON for the broker plugin's file and the issuer's secret in moto.
+# `new` makes a set of one key; `rotate` adds a current key; `retire KID` removes an old one.
+keys() { # new|rotate|retire [kid]
+  "$PY" - "$KEYS" "$@" <<'PYEOF'
+import base64, json, os, secrets, sys, time
+path, op = sys.argv[1], sys.argv[2]
+new = lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+kid = "k" + time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
+if op == "new":
+    ks = {"current": kid, "keys": {kid: new()}}
+else:
+    ks = json.load(open(path))
+    if op == "rotate":
+        ks["keys"][kid] = new(); ks["current"] = kid
+    elif op == "retire":
+        old = sys.argv[3]
+        if old == ks["current"]: sys.exit(f"[stack] {old} is the current key: rotate-keys first")
+        if ks["keys"].pop(old, None) is None: sys.exit(f"[stack] no key {old}; keys: {sorted(ks['keys'])}")
+tmp = path + ".tmp"
+fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+with os.fdopen(fd, "w") as f: json.dump(ks, f)
+os.replace(tmp, path)
+print(f"[stack] signing keys: current {ks['current']}, all {sorted(ks['keys'])}", file=sys.stderr)
+PYEOF
+}
+
+# Writes the key set into the issuer's secret (moto), creating it the first time.
+put_keys_secret() { # endpoint
+  "$PY" - "$1" "$KEYS" <<'PYEOF'
+import boto3, sys
+sm = boto3.client("secretsmanager", endpoint_url=sys.argv[1], region_name="us-east-1",
+                  aws_access_key_id="test", aws_secret_access_key="test")
+text = open(sys.argv[2]).read()
+try:
+    sm.put_secret_value(SecretId="classroom-signing-keys", SecretString=text)
+except sm.exceptions.ResourceNotFoundException:
+    sm.create_secret(Name="classroom-signing-keys", SecretString=text)
+PYEOF
+}
+
+rotate_keys() { keys rotate && put_keys_secret "$(env_get AWS_ENDPOINT_URL)"; }
+retire_key() { keys retire "$1" && put_keys_secret "$(env_get AWS_ENDPOINT_URL)"; }
+
+# The roster file: `<clientId> <room>[,<room>...]` per line, `#` comments.
+roster_lines() { grep -v '^[[:space:]]*\(#\|$\)' "$ROSTER" | tr -d '\r'; }
 
 setup() {
   if ! command -v mosquitto >/dev/null || ! command -v mosquitto_passwd >/dev/null; then
@@ -110,16 +187,19 @@ up() {
     log "already up (STACK_DIR=$STACK_DIR); run down first"; status; return 0
   fi
   setup
-  mkdir -p "$LOGS" "$PIDS" "$STACK_DIR/mosquitto"
-  [[ -f "$ROSTER" ]] || { log "ROSTER=$ROSTER: no such file (one client ID per line)"; exit 1; }
-  rm -f "$CLIENTS"
-  mapfile -t ids < <(roster_ids)
-  add_clients "${ids[@]}" >/dev/null
-  if [[ "${STACK_BUILD:-1}" != 0 || ! -x "$TARGET/local-runner" || ! -x "$TARGET/rules-bridge" || ! -f "$TARGET/libclassroom_broker_plugin.so" ]]; then
+  mkdir -p "$LOGS" "$PIDS" "$STACK_DIR/mosquitto" "$STACK_DIR/school" "$STACK_DIR/signin"
+  chmod 700 "$STACK_DIR/school" "$STACK_DIR/signin"
+  [[ -f "$ROSTER" ]] || { log "ROSTER=$ROSTER: no such file (\`<clientId> <room>[,<room>...]\` per line)"; exit 1; }
+  rm -f "$DIRECTORY"
+  local id rooms
+  while read -r id rooms; do add_person "$id" "${rooms:-1}" >/dev/null; done < <(roster_lines)
+  keys new
+  umask 077; echo '{}' >"$REVOCATIONS"; umask 022
+  if [[ "${STACK_BUILD:-1}" != 0 || ! -x "$TARGET/local-runner" || ! -x "$TARGET/rules-bridge" || ! -x "$TARGET/local-api" || ! -f "$TARGET/libclassroom_broker_plugin.so" ]]; then
     log "building the broker plugin and the local runner (debug)"
     cargo build -q -p broker-plugin -p local-stack
   fi
-  local mqtt_port=${MQTT_PORT:-$(free_port)} ws_port=${WS_PORT:-$(free_port)} moto_port=${MOTO_PORT:-$(free_port)}
+  local mqtt_port=${MQTT_PORT:-$(free_port)} ws_port=${WS_PORT:-$(free_port)} moto_port=${MOTO_PORT:-$(free_port)} api_port=${API_PORT:-$(free_port)}
 
   # moto_server with DynamoDB requests one at a time (its threads break transactions).
   start moto "$PY" "$ROOT/infra/local/moto_server.py" -H 127.0.0.1 -p "$moto_port"
@@ -128,6 +208,7 @@ up() {
   [[ -n "${VISIBILITY_TIMEOUT:-}" ]] && vis=(--visibility-timeout "$VISIBILITY_TIMEOUT")
   "$PY" infra/local/provision.py --template infra/template.yaml \
     --endpoint "http://127.0.0.1:$moto_port" --out "$STACK_DIR/stack.env" "${vis[@]}" 2>"$LOGS/provision.log"
+  put_keys_secret "http://127.0.0.1:$moto_port"
 
   # The backend identity: the only one that may publish under room/ and read $classroom/#.
   local pass
@@ -143,13 +224,15 @@ up() {
 # Generated by infra/local/stack.sh. Loopback only.
 $user_line
 per_listener_settings false
-# Classroom clients: username = client ID, password from the roster (checked by the plugin).
-# The backend: password_file.
+# Classroom clients: username = client ID, password = a token (verified and enforced by the
+# plugin: signature, key, expiry, revocation, client ID; its read/write filters on every
+# subscribe, publish and delivery). The backend: password_file and acl_file.
 allow_anonymous false
 password_file $STACK_DIR/mosquitto/passwd
 acl_file $ROOT/infra/mosquitto/acl
 plugin $TARGET/libclassroom_broker_plugin.so
-plugin_opt_clients_file $CLIENTS
+plugin_opt_keys_file $KEYS
+plugin_opt_revocations_file $REVOCATIONS
 plugin_opt_backend_username backend
 plugin_opt_uplink_parents roomSend
 persistence true
@@ -188,7 +271,16 @@ MQTT_WS_URL=ws://127.0.0.1:$ws_port
 MQTT_URL=mqtt://127.0.0.1:$mqtt_port
 MQTT_USERNAME=backend
 MQTT_PASSWORD=$pass
-MQTT_CLIENTS_FILE=$CLIENTS
+SCHOOL_DIRECTORY=$DIRECTORY
+SIGNING_KEYS_FILE=$KEYS
+SIGNING_KEYS_SECRET_ID=classroom-signing-keys
+SIGNING_KEYS_REFRESH_SECS=1
+TOKEN_MIN_LIFETIME_SECS=1
+IOT_ARN_PREFIX=arn:aws:iot:us-east-1:000000000000
+LOCAL_API_PORT=$api_port
+LOCAL_REVOCATIONS_FILE=$REVOCATIONS
+TOKEN_API_URL=http://127.0.0.1:$api_port
+PRESENCE_API_URL=http://127.0.0.1:$api_port
 LOCAL_WAIT_SECONDS=${LOCAL_WAIT_SECONDS:-2}
 EOF
   [[ -n "${LOCAL_FUNCTIONS:-}" ]] && echo "LOCAL_FUNCTIONS=$LOCAL_FUNCTIONS" >>"$STACK_DIR/stack.env"
@@ -197,6 +289,8 @@ EOF
 
   (set -a; . "$STACK_DIR/stack.env"; set +a; RUST_LOG="${RUST_LOG_LOCAL:-info}" start bridge "$TARGET/rules-bridge")
   (set -a; . "$STACK_DIR/stack.env"; set +a; RUST_LOG="${RUST_LOG_LOCAL:-info}" start runner "$TARGET/local-runner")
+  (set -a; . "$STACK_DIR/stack.env"; set +a; RUST_LOG="${RUST_LOG_LOCAL:-info}" start api "$TARGET/local-api")
+  wait_port 127.0.0.1 "$api_port" 20 || { log "local-api did not start: $LOGS/api.log"; tail -5 "$LOGS/api.log" >&2; down; exit 1; }
   if [[ -n "${STACK_OWNER_PID:-}" ]]; then
     # Tests: tear the stack down when the process that started it is gone, however it ended.
     STACK_DIR="$STACK_DIR" nohup bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; exec "$2" down' \
@@ -204,7 +298,7 @@ EOF
     echo $! >"$PIDS/watchdog.pid"
   fi
   sleep 1
-  for p in bridge runner; do
+  for p in bridge runner api; do
     alive "$p" || { log "$p exited at start:"; tail -5 "$LOGS/$p.log" >&2; down; exit 1; }
   done
   status
@@ -216,7 +310,7 @@ down() {
     kill "$(cat "$PIDS/watchdog.pid")" 2>/dev/null || true
   fi
   rm -f "$PIDS/watchdog.pid"
-  for p in runner bridge mosquitto moto; do
+  for p in api runner bridge mosquitto moto; do
     if alive "$p"; then
       any=1
       local pid; pid=$(cat "$PIDS/$p.pid")
@@ -242,11 +336,16 @@ classroom stack in $STACK_DIR (env: $e)
   bridge      \$classroom/{uplink,presence} -> SQS   $(alive bridge && echo up || echo DOWN)   log $LOGS/bridge.log
   runner      functions <- queues                 $(alive runner && echo up || echo DOWN)   log $LOGS/runner.log
   backend     user backend, password in $e
-  clients     $(grep -vc '^#' "$CLIENTS" 2>/dev/null || echo 0) classroom clients: username = client ID, passwords in $CLIENTS
-              ($0 credentials [clientId]; add one with: $0 add-client GID_student@@@042)
-try:  set -a; . $e; set +a; pw() { $0 credentials "\$1" | cut -d' ' -f2; }
-      mosquitto_sub -p \$MQTT_PORT -i GID_student@@@009 -u GID_student@@@009 -P "\$(pw GID_student@@@009)" -t 'room/#' -v
-      mosquitto_pub -p \$MQTT_PORT -i GID_student@@@001 -u GID_student@@@001 -P "\$(pw GID_student@@@001)" -t roomSend/message -q 1 -m '{"roomId":"1","msg":"hi"}'
+  api         http://127.0.0.1:$(get LOCAL_API_PORT)   $(alive api && echo up || echo DOWN)   log $LOGS/api.log
+              tokens:   POST $(get TOKEN_API_URL)/tokens/classroom {"clientId","rooms":[..],"expiresIn"}
+              presence: GET  $(get PRESENCE_API_URL)/presence/<clientId>
+  directory   $(grep -vc '^#' "$DIRECTORY" 2>/dev/null || echo 0) people with passwords and rooms in $DIRECTORY
+              ($0 directory [clientId]; add one with: $0 add-person GID_student@@@042 1)
+  sign-in     username = client ID, password = a token: $0 token <clientId> [room...]
+try:  set -a; . $e; set +a
+      mosquitto_sub -p \$MQTT_PORT -i GID_student@@@009 -u GID_student@@@009 -P "\$($0 token GID_student@@@009)" -t 'room/message/1' -v
+      mosquitto_pub -p \$MQTT_PORT -i GID_student@@@001 -u GID_student@@@001 -P "\$($0 token GID_student@@@001)" -t roomSend/message -q 1 -m '{"roomId":"1","msg":"hi"}'
+      curl -s -X POST \$TOKEN_API_URL/tokens/classroom -H 'content-type: application/json' -d '{"clientId":"GID_student@@@001","rooms":["1"],"expiresIn":600}'
 EOF
 }
 
@@ -266,7 +365,10 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   prune) prune ;;
-  credentials) shift; credentials "$@" ;;
-  add-client) shift; (($#)) || { echo "usage: $0 add-client clientId..." >&2; exit 2; }; add_clients "$@" ;;
-  *) echo "usage: $0 setup|up|down|status|credentials [id...]|add-client id...|prune" >&2; exit 2 ;;
+  directory) shift; directory "$@" ;;
+  add-person) shift; (($# == 2)) || { echo "usage: $0 add-person clientId room[,room...]" >&2; exit 2; }; add_person "$@" ;;
+  token) shift; (($#)) || { echo "usage: $0 token clientId [room...]" >&2; exit 2; }; token "$@" ;;
+  rotate-keys) rotate_keys ;;
+  retire-key) shift; (($# == 1)) || { echo "usage: $0 retire-key kid" >&2; exit 2; }; retire_key "$1" ;;
+  *) echo "usage: $0 setup|up|down|status|token id [room...]|directory [id...]|add-person id rooms|rotate-keys|retire-key kid|prune" >&2; exit 2 ;;
 esac

@@ -8,8 +8,12 @@
 //! - [`bridge`]: the IoT rules' SQS actions: takes the records and lifecycle events the broker
 //!   plugin republishes on `$classroom/...` and sends them to the uplink and presence queues,
 //!   acknowledging each MQTT message only after SQS accepted it. Binary: `rules-bridge`.
+//! - [`api`]: API Gateway's part: the token issuer and the presence query over HTTP on
+//!   loopback, calling the functions' own handlers, and the export of the issuer's revocations
+//!   to the file the broker plugin reads. Binary: `local-api`.
 //! - [`shutdown`]: SIGINT/SIGTERM as a watch channel, so loops finish their batch and stop.
 
+pub mod api;
 pub mod bridge;
 pub mod runner;
 pub mod shutdown;
