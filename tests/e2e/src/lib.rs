@@ -3,13 +3,18 @@
 //! functions, all started by `infra/local/stack.sh` on free loopback ports.
 //!
 //! # Layout
-//! - [`Stack`]: start (or attach to) a stack, its env file, SDK clients pointed at its moto.
+//! - [`Stack`]: start (or attach to) a stack, its env file, SDK clients pointed at its moto, and
+//!   its local token API: classroom tokens ([`Stack::issue`], [`Stack::client`]: username =
+//!   client ID, password = a token, SPEC §8), revocation, key rotation, the presence query.
+//! - [`http`]: a minimal HTTP/1.1 client for the local APIs on loopback (std only).
 //! - [`Peer`]: one real MQTT client (teacher or student) that records what it receives, with
-//!   `expect` / `quiet` to assert on it.
+//!   `expect` / `quiet` to assert on it, the SUBACK codes of its subscriptions, its PUBACKs and
+//!   whether the broker closed its connection.
 //! - [`Transcript`]: who did and saw what, when (printed live by the demo).
 //! - [`scenarios`]: the seeds' classroom, one outcome per scenario.
 //! - binaries: `demo` (the seeds' classroom, one pass/fail line per scenario) and
-//!   `bench-e2e` (publish -> delivery latency and the highest rate with 0 loss).
+//!   `bench-e2e` (publish -> delivery latency and the highest rate with 0 loss), `bench-connect`
+//!   (CONNECT -> CONNACK with token verification against the backend's password file).
 
 pub mod scenarios;
 
@@ -18,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use rumqttc::SubscribeReasonCode;
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -32,6 +38,9 @@ pub enum Error {
     /// An MQTT client could not connect or subscribe.
     #[error("mqtt: {0}")]
     Mqtt(String),
+    /// The local token or presence API refused or failed a request.
+    #[error("api: {0}")]
+    Api(String),
     /// IO.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -227,29 +236,169 @@ impl Stack {
         }
     }
 
-    /// How the classroom client `id` signs in: its client ID as username and its password from
-    /// the stack's roster (`stack.sh add-client`, which adds the ID when it is new and keeps the
-    /// password when it is not). `persistent` asks for cleanSession=false.
-    pub fn client(&self, id: &str, persistent: bool) -> Result<ConnectOptions, Error> {
+    fn script(&self, args: &[&str], envs: &[(&str, &str)]) -> Result<String, Error> {
         let out = std::process::Command::new(repo_root().join("infra/local/stack.sh"))
-            .args(["add-client", id])
+            .args(args)
             .env("STACK_DIR", &self.dir)
+            .envs(envs.iter().copied())
             .output()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let password = text
-            .lines()
-            .find_map(|l| l.strip_prefix(id)?.strip_prefix(' '))
-            .filter(|_| out.status.success());
-        match password {
-            Some(pw) => Ok(ConnectOptions {
-                persistent,
-                credentials: Some((id.to_owned(), pw.trim().to_owned())),
-            }),
-            None => Err(Error::Stack(format!(
-                "stack.sh add-client {id} failed: {text}{}",
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(Error::Stack(format!(
+                "stack.sh {} failed: {}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
+            )))
+        }
+    }
+
+    /// The rooms the school directory lists for `id` (`stack.sh directory`), empty when it is
+    /// not in the directory.
+    pub fn directory_rooms(&self, id: &str) -> Vec<String> {
+        let path = self.dir.join("school/directory");
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next() == Some(id)).then(|| f.nth(1).unwrap_or(""))
+            })
+            .flat_map(|rooms| rooms.split(','))
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A classroom token for `id` in `rooms` (the directory's rooms when empty), lasting
+    /// `lifetime_secs`, from the local issuer (`POST $TOKEN_API_URL/tokens/classroom`, which
+    /// also enrolls `id` in those rooms).
+    pub fn issue(&self, id: &str, rooms: &[&str], lifetime_secs: u64) -> Result<Token, Error> {
+        let mut rooms: Vec<String> = rooms.iter().map(|r| (*r).to_owned()).collect();
+        if rooms.is_empty() {
+            rooms = self.directory_rooms(id);
+        }
+        if rooms.is_empty() {
+            return Err(Error::Api(format!(
+                "{id} is not in the directory: name its rooms"
+            )));
+        }
+        let body = serde_json::json!({"clientId": id, "rooms": rooms, "expiresIn": lifetime_secs});
+        self.issued(&http::post(
+            self.var("TOKEN_API_URL"),
+            "/tokens/classroom",
+            &body,
+        )?)
+    }
+
+    /// A token for `id` with arbitrary read and write filters (`POST $TOKEN_API_URL/tokens`).
+    pub fn issue_filters(
+        &self,
+        id: &str,
+        read: &[&str],
+        write: &[&str],
+        lifetime_secs: u64,
+    ) -> Result<Token, Error> {
+        let body = serde_json::json!({"clientId": id, "read": read, "write": write, "expiresIn": lifetime_secs});
+        self.issued(&http::post(self.var("TOKEN_API_URL"), "/tokens", &body)?)
+    }
+
+    fn issued(&self, answer: &http::Answer) -> Result<Token, Error> {
+        let field = |k: &str| {
+            answer
+                .json
+                .get(k)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        match (answer.status, field("token"), field("tokenId")) {
+            (201, Some(token), Some(token_id)) => Ok(Token {
+                token,
+                token_id,
+                expires_at: answer.json["expiresAt"].as_u64().unwrap_or(0),
+            }),
+            _ => Err(Error::Api(format!(
+                "the issuer answered {}: {}",
+                answer.status, answer.json
             ))),
         }
+    }
+
+    /// A token the way a person gets one: `stack.sh token <id> [room...]` with
+    /// `TOKEN_LIFETIME` set when `lifetime_secs` is given (the token alone on stdout).
+    pub fn token_cli(
+        &self,
+        id: &str,
+        rooms: &[&str],
+        lifetime_secs: Option<u64>,
+    ) -> Result<String, Error> {
+        let lifetime = lifetime_secs.map(|s| s.to_string());
+        let envs: Vec<(&str, &str)> = lifetime
+            .as_deref()
+            .map(|l| ("TOKEN_LIFETIME", l))
+            .into_iter()
+            .collect();
+        let mut args = vec!["token", id];
+        args.extend_from_slice(rooms);
+        let out = self.script(&args, &envs)?;
+        let token = out.trim();
+        if token.starts_with("ct1.") && !token.contains(char::is_whitespace) {
+            Ok(token.to_owned())
+        } else {
+            Err(Error::Stack(format!("stack.sh token printed {out:?}")))
+        }
+    }
+
+    /// Revokes one token (`POST $TOKEN_API_URL/tokens/<tokenId>/revoke`).
+    pub fn revoke_token(&self, token_id: &str) -> Result<Value, Error> {
+        let path = format!("/tokens/{}/revoke", http::encode(token_id));
+        ok(http::post(self.var("TOKEN_API_URL"), &path, &Value::Null)?)
+    }
+
+    /// Revokes every token of `id` issued so far (`POST $TOKEN_API_URL/clients/<id>/revoke`).
+    pub fn revoke_client(&self, id: &str) -> Result<Value, Error> {
+        let path = format!("/clients/{}/revoke", http::encode(id));
+        ok(http::post(self.var("TOKEN_API_URL"), &path, &Value::Null)?)
+    }
+
+    /// What the presence query says of `id` (`GET $PRESENCE_API_URL/presence/<id>`).
+    pub fn presence(&self, id: &str) -> Result<Value, Error> {
+        let path = format!("/presence/{}", http::encode(id));
+        ok(http::get(self.var("PRESENCE_API_URL"), &path)?)
+    }
+
+    /// The current signing key ID (`current` of `$STACK_DIR/signin/keys.json`).
+    pub fn current_kid(&self) -> Result<String, Error> {
+        let text = std::fs::read_to_string(self.dir.join("signin/keys.json"))?;
+        let keys: Value = serde_json::from_str(&text).map_err(|e| Error::Stack(e.to_string()))?;
+        keys["current"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| Error::Stack("keys.json has no current key".into()))
+    }
+
+    /// `stack.sh rotate-keys`: a new current signing key; returns its key ID.
+    pub fn rotate_keys(&self) -> Result<String, Error> {
+        self.script(&["rotate-keys"], &[])?;
+        self.current_kid()
+    }
+
+    /// `stack.sh retire-key <kid>`: tokens signed with it are refused from their next CONNECT.
+    pub fn retire_key(&self, kid: &str) -> Result<(), Error> {
+        self.script(&["retire-key", kid], &[]).map(|_| ())
+    }
+
+    /// How the classroom client `id` signs in (SPEC §8): its client ID as username and a fresh
+    /// one-hour classroom token for `rooms` (the directory's when empty) as password.
+    /// `persistent` asks for cleanSession=false.
+    pub fn client(
+        &self,
+        id: &str,
+        rooms: &[&str],
+        persistent: bool,
+    ) -> Result<ConnectOptions, Error> {
+        let token = self.issue(id, rooms, 3600)?;
+        Ok(ConnectOptions::token(id, &token.token, persistent))
     }
 
     /// The backend identity (may publish under `room/` and read the rules topics).
@@ -263,15 +412,17 @@ impl Stack {
         }
     }
 
-    /// Connects the classroom client `id` with its roster credentials.
+    /// Connects the classroom client `id` with a fresh token for `rooms` (the directory's when
+    /// empty).
     pub async fn peer(
         &self,
         name: &str,
         id: &str,
+        rooms: &[&str],
         persistent: bool,
         log: &Transcript,
     ) -> Result<Peer, Error> {
-        let opts = self.client(id, persistent)?;
+        let opts = self.client(id, rooms, persistent)?;
         Peer::connect(self.mqtt_port(), name, id, opts, log).await
     }
 
@@ -290,6 +441,202 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         self.down();
+    }
+}
+
+fn ok(answer: http::Answer) -> Result<Value, Error> {
+    if (200..300).contains(&answer.status) {
+        Ok(answer.json)
+    } else {
+        Err(Error::Api(format!(
+            "answered {}: {}",
+            answer.status, answer.json
+        )))
+    }
+}
+
+/// A token the local issuer handed out.
+#[derive(Clone)]
+pub struct Token {
+    /// The token (`ct1.<kid>.<claims>.<sig>`): the MQTT password.
+    pub token: String,
+    /// Its ID (`jti`), for revocation.
+    pub token_id: String,
+    /// When it expires, seconds since the epoch.
+    pub expires_at: u64,
+}
+
+impl Token {
+    /// The key ID it was signed with (its second dot-separated part).
+    pub fn kid(&self) -> &str {
+        kid(&self.token)
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("kid", &self.kid())
+            .field("token_id", &self.token_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The key ID part of a token (`ct1.<kid>.<claims>.<sig>`; "" when it has none).
+pub fn kid(token: &str) -> &str {
+    token.split('.').nth(1).unwrap_or("")
+}
+
+/// A minimal HTTP/1.1 client for the local APIs on loopback (`http://host:port` base URLs,
+/// JSON bodies, one connection per request). The harness needs no more than this, and the
+/// crate no HTTP dependency.
+pub mod http {
+    use std::io::{Read as _, Write as _};
+    use std::time::Duration;
+
+    use serde_json::Value;
+
+    use crate::Error;
+
+    /// A response: its status and its body as JSON (a JSON string when it is not JSON).
+    #[derive(Debug, Clone)]
+    pub struct Answer {
+        /// The HTTP status.
+        pub status: u16,
+        /// The body.
+        pub json: Value,
+    }
+
+    /// Percent-encodes a path segment (everything but unreserved characters).
+    pub fn encode(segment: &str) -> String {
+        segment
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
+
+    /// `POST <base><path>` with a JSON body (none when `Null`).
+    pub fn post(base: &str, path: &str, body: &Value) -> Result<Answer, Error> {
+        let text = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        request("POST", base, path, &text)
+    }
+
+    /// `GET <base><path>`.
+    pub fn get(base: &str, path: &str) -> Result<Answer, Error> {
+        request("GET", base, path, "")
+    }
+
+    fn request(method: &str, base: &str, path: &str, body: &str) -> Result<Answer, Error> {
+        let addr = base
+            .strip_prefix("http://")
+            .map(|a| a.trim_end_matches('/'))
+            .filter(|a| !a.is_empty() && !a.contains('/'))
+            .ok_or_else(|| Error::Api(format!("not an http://host:port URL: {base:?}")))?;
+        let mut sock = std::net::TcpStream::connect(addr)
+            .map_err(|e| Error::Api(format!("{method} {base}{path}: {e}")))?;
+        sock.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            sock,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut raw = Vec::new();
+        sock.read_to_end(&mut raw)?;
+        parse(&raw).ok_or_else(|| {
+            Error::Api(format!(
+                "{method} {base}{path}: not an HTTP response: {:?}",
+                String::from_utf8_lossy(&raw)
+            ))
+        })
+    }
+
+    /// Parses a whole HTTP/1.1 response (status line, headers, body with Content-Length,
+    /// chunked or up to the end).
+    pub fn parse(raw: &[u8]) -> Option<Answer> {
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+        let rest = &raw[split + 4..];
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        let header = |name: &str| {
+            head.lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim() == name)
+                .map(|(_, v)| v.trim().to_owned())
+        };
+        let body = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            dechunk(rest)?
+        } else if let Some(n) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            rest.get(..n)?.to_vec()
+        } else {
+            rest.to_vec()
+        };
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Some(Answer { status, json })
+    }
+
+    fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        loop {
+            let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
+            let size_text = String::from_utf8_lossy(&rest[..line_end]);
+            let size_hex = size_text.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size_hex, 16).ok()?;
+            rest = &rest[line_end + 2..];
+            if size == 0 {
+                return Some(out);
+            }
+            out.extend_from_slice(rest.get(..size)?);
+            rest = rest.get(size + 2..)?;
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_response_with_a_content_length_is_cut_at_that_length() {
+            let a =
+                parse(b"HTTP/1.1 201 Created\r\ncontent-length: 11\r\n\r\n{\"a\":\"b\"}  extra");
+            assert_eq!(
+                a.map(|a| (a.status, a.json)),
+                Some((201, serde_json::json!({"a": "b"})))
+            );
+        }
+
+        #[test]
+        fn a_chunked_response_is_reassembled() {
+            let a = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n6\r\n:true}\r\n0\r\n\r\n");
+            assert_eq!(a.map(|a| a.json), Some(serde_json::json!({"a": true})));
+        }
+
+        #[test]
+        fn a_body_that_is_not_json_is_kept_as_text_and_garbage_is_no_response() {
+            let a = parse(b"HTTP/1.1 404 Not Found\r\n\r\nnope");
+            assert_eq!(
+                a.map(|a| (a.status, a.json)),
+                Some((404, Value::String("nope".into())))
+            );
+            assert!(parse(b"garbage").is_none());
+        }
+
+        #[test]
+        fn client_ids_are_percent_encoded_in_paths() {
+            assert_eq!(encode("GID_student@@@001"), "GID_student%40%40%40001");
+        }
     }
 }
 
@@ -362,7 +709,10 @@ pub struct Peer {
     task: JoinHandle<()>,
     rx: mpsc::UnboundedReceiver<Msg>,
     backlog: Vec<Msg>,
-    subacks: watch::Receiver<Vec<Vec<rumqttc::SubscribeReasonCode>>>,
+    subacks: watch::Receiver<Vec<Vec<SubscribeReasonCode>>>,
+    pubacks: watch::Receiver<usize>,
+    closed: watch::Receiver<Option<String>>,
+    leaving: Arc<std::sync::atomic::AtomicBool>,
     log: Transcript,
 }
 
@@ -374,6 +724,25 @@ pub struct ConnectOptions {
     /// Username and password ([`Stack::client`], [`Stack::backend`]); anonymous when `None`
     /// (which the local broker refuses).
     pub credentials: Option<(String, String)>,
+}
+
+impl ConnectOptions {
+    /// A classroom sign-in: username `id`, password `token`.
+    pub fn token(id: &str, token: &str, persistent: bool) -> Self {
+        Self {
+            persistent,
+            credentials: Some((id.to_owned(), token.to_owned())),
+        }
+    }
+
+    /// How it signs in, for the transcript (never the password itself).
+    pub fn describe(&self) -> String {
+        match &self.credentials {
+            Some((_, pw)) if pw.starts_with("ct1.") => format!("a token, key {}", kid(pw)),
+            Some((user, _)) => format!("user {user} and its password"),
+            None => "anonymous".to_owned(),
+        }
+    }
 }
 
 impl Peer {
@@ -395,6 +764,10 @@ impl Peer {
         let (tx, rx) = mpsc::unbounded_channel();
         let (ack_tx, ack_rx) = oneshot::channel::<Result<(), String>>();
         let (sub_tx, subacks) = watch::channel(Vec::new());
+        let (puback_tx, pubacks) = watch::channel(0usize);
+        let (closed_tx, closed) = watch::channel(None);
+        let leaving = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let left = Arc::clone(&leaving);
         let who = name.to_owned();
         let tlog = log.clone();
         let task = tokio::spawn(async move {
@@ -413,6 +786,9 @@ impl Peer {
                     Ok(Event::Incoming(Packet::SubAck(s))) => {
                         sub_tx.send_modify(|v| v.push(s.return_codes.clone()));
                     }
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        puback_tx.send_modify(|n| *n += 1);
+                    }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let raw = String::from_utf8_lossy(&p.payload).into_owned();
                         let json = serde_json::from_str(&raw).unwrap_or(Value::Null);
@@ -428,7 +804,10 @@ impl Peer {
                     Err(e) => {
                         if let Some(t) = ack_tx.take() {
                             let _ = t.send(Err(e.to_string()));
+                        } else if !left.load(std::sync::atomic::Ordering::Relaxed) {
+                            tlog.note(&who, &format!("connection closed: {e}"));
                         }
+                        let _ = closed_tx.send(Some(e.to_string()));
                         // A peer never reconnects by itself: tests decide when it comes back.
                         break;
                     }
@@ -443,12 +822,8 @@ impl Peer {
         log.note(
             name,
             &format!(
-                "connected as {id}{}{}",
-                match &opts.credentials {
-                    Some((user, _)) if user == id => " (its roster password)",
-                    Some(_) => " (backend credentials)",
-                    None => " (anonymous)",
-                },
+                "connected as {id} ({}){}",
+                opts.describe(),
                 if opts.persistent {
                     ", cleanSession=false"
                 } else {
@@ -464,12 +839,16 @@ impl Peer {
             rx,
             backlog: Vec::new(),
             subacks,
+            pubacks,
+            closed,
+            leaving,
             log: log.clone(),
         })
     }
 
-    /// Subscribes at QoS 1 and waits for the SUBACK.
-    pub async fn subscribe(&mut self, filters: &[&str]) -> Result<(), Error> {
+    /// Subscribes at QoS 1 to each filter (one SUBSCRIBE each) and waits for the SUBACKs;
+    /// returns their return codes in order (`Failure`, 0x80, for a filter the broker refused).
+    pub async fn subscribe(&mut self, filters: &[&str]) -> Result<Vec<SubscribeReasonCode>, Error> {
         let before = self.subacks.borrow().len();
         for f in filters {
             self.client
@@ -478,14 +857,50 @@ impl Peer {
                 .map_err(|e| Error::Mqtt(e.to_string()))?;
         }
         let want = before + filters.len();
-        tokio::time::timeout(
+        let acks = tokio::time::timeout(
             Duration::from_secs(5),
             self.subacks.wait_for(|v| v.len() >= want),
         )
         .await
         .map_err(|_| Error::Mqtt(format!("{}: no SUBACK", self.id)))?
         .map_err(|_| Error::Mqtt(format!("{}: connection closed", self.id)))?;
-        Ok(())
+        // One connection's SUBSCRIBEs are answered in order.
+        let codes: Vec<SubscribeReasonCode> =
+            acks[before..want].iter().flatten().copied().collect();
+        drop(acks);
+        let refused: Vec<&str> = filters
+            .iter()
+            .zip(&codes)
+            .filter(|(_, c)| matches!(c, SubscribeReasonCode::Failure))
+            .map(|(f, _)| *f)
+            .collect();
+        if !refused.is_empty() {
+            self.log.note(
+                &self.name,
+                &format!("SUBACK refused {}", refused.join(", ")),
+            );
+        }
+        Ok(codes)
+    }
+
+    /// Subscribes like [`Peer::subscribe`] and fails unless every filter was granted.
+    pub async fn subscribe_granted(&mut self, filters: &[&str]) -> Result<(), Error> {
+        let codes = self.subscribe(filters).await?;
+        let refused: Vec<&str> = filters
+            .iter()
+            .zip(&codes)
+            .filter(|(_, c)| matches!(c, SubscribeReasonCode::Failure))
+            .map(|(f, _)| *f)
+            .collect();
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Mqtt(format!(
+                "{}: the SUBACK refused {}",
+                self.id,
+                refused.join(", ")
+            )))
+        }
     }
 
     /// Subscribes to what a classroom client reads in `room`: chat, status, system, own P2P.
@@ -493,7 +908,34 @@ impl Peer {
         let p2p = format!("room/p2p/{}", self.id);
         let msg = format!("room/message/{room}");
         let status = format!("room/status/{room}");
-        self.subscribe(&[&msg, &status, "room/system", &p2p]).await
+        self.subscribe_granted(&[&msg, &status, "room/system", &p2p])
+            .await
+    }
+
+    /// PUBACKs received so far.
+    pub fn pubacks(&self) -> usize {
+        *self.pubacks.borrow()
+    }
+
+    /// Waits up to `timeout` until at least `n` PUBACKs arrived.
+    pub async fn pubacks_at_least(&mut self, n: usize, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.pubacks.wait_for(|c| *c >= n))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Whether the connection is still open (the broker has not closed it).
+    pub fn is_connected(&self) -> bool {
+        self.closed.borrow().is_none()
+    }
+
+    /// Waits up to `timeout` for the broker to close the connection; returns the error the
+    /// client saw, `None` when it stayed open.
+    pub async fn closed_within(&mut self, timeout: Duration) -> Option<String> {
+        tokio::time::timeout(timeout, self.closed.wait_for(Option::is_some))
+            .await
+            .ok()
+            .and_then(|r| r.ok().and_then(|v| v.clone()))
     }
 
     /// Publishes JSON at QoS 1 (queued: the event loop sends it).
@@ -572,6 +1014,8 @@ impl Peer {
     /// Sends DISCONNECT and waits for the connection to close.
     pub async fn leave(self) {
         self.log.note(&self.name, "disconnects cleanly");
+        self.leaving
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = self.client.disconnect().await;
         let _ = tokio::time::timeout(Duration::from_secs(3), self.task).await;
     }
@@ -615,4 +1059,53 @@ pub async fn members_at_least(
         async move { q.await.map(|o| o.items().len() >= n).unwrap_or(false) }
     })
     .await
+}
+
+/// The client IDs the membership table lists in `room` now.
+pub async fn members(stack: &Stack, ddb: &aws_sdk_dynamodb::Client, room: &str) -> Vec<String> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let out = ddb
+        .query()
+        .table_name(stack.var("MEMBERSHIP_TABLE"))
+        .key_condition_expression("roomId = :r")
+        .expression_attribute_values(":r", AttributeValue::S(room.to_owned()))
+        .send()
+        .await;
+    out.map(|o| {
+        o.items()
+            .iter()
+            .filter_map(|i| i.get("clientId").and_then(|v| v.as_s().ok()).cloned())
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// A raw MQTT 3.1.1 CONNECT packet: clean session, `keep_alive` seconds, with a username and a
+/// password (for tests and the connect benchmark, which time or shape the bytes themselves).
+pub fn connect_packet(client_id: &str, username: &str, password: &str, keep_alive: u16) -> Vec<u8> {
+    let field = |v: &str| {
+        let len = u16::try_from(v.len()).unwrap_or(u16::MAX);
+        let mut f = len.to_be_bytes().to_vec();
+        f.extend_from_slice(&v.as_bytes()[..usize::from(len)]);
+        f
+    };
+    // Protocol name, level 4, flags: username + password + clean session, keep-alive.
+    let mut rest = field("MQTT");
+    rest.extend([4, 0xC2]);
+    rest.extend(keep_alive.to_be_bytes());
+    for v in [client_id, username, password] {
+        rest.extend(field(v));
+    }
+    let mut packet = vec![0x10];
+    let mut len = rest.len();
+    loop {
+        let byte = (len % 128) as u8;
+        len /= 128;
+        packet.push(if len > 0 { byte | 0x80 } else { byte });
+        if len == 0 {
+            break;
+        }
+    }
+    packet.extend(rest);
+    packet
 }

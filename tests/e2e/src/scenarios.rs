@@ -1,11 +1,16 @@
 //! The seeds' classroom, scenario by scenario, over a running stack: used by the `demo` binary
 //! and by the end-to-end test. Each scenario returns a pass/fail with a one-line reason.
+//!
+//! Everyone signs in with a classroom token from the local issuer for the rooms the school
+//! directory lists for them (SPEC §8): the teacher, A and B attend room 1; the outsider
+//! (`GID_student@@@006`) attends room 2 only, and the last scenario shows that room 1 is closed
+//! to it.
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::{Error, Msg, Stack, Transcript, members_at_least};
+use crate::{Error, Msg, Stack, SubscribeReasonCode, Transcript, members, members_at_least};
 
 /// The seeds' client IDs.
 pub const TEACHER: &str = "GID_teacher@@@001";
@@ -13,6 +18,8 @@ pub const TEACHER: &str = "GID_teacher@@@001";
 pub const STUDENT_A: &str = "GID_student@@@001";
 /// Student B.
 pub const STUDENT_B: &str = "GID_student@@@002";
+/// A student the directory enrolls in room 2 only.
+pub const OUTSIDER: &str = "GID_student@@@006";
 /// The room.
 pub const ROOM: &str = "1";
 
@@ -55,9 +62,9 @@ fn chat_from<'a>(from: &'a str, pred: impl Fn(&str) -> bool + 'a) -> impl Fn(&Ms
 pub async fn classroom(stack: &Stack, log: &Transcript) -> Result<Vec<Outcome>, Error> {
     let sqs = stack.sqs().await;
     let ddb = stack.ddb().await;
-    let mut t = stack.peer("teacher", TEACHER, true, log).await?;
-    let mut a = stack.peer("A", STUDENT_A, true, log).await?;
-    let mut b = stack.peer("B", STUDENT_B, true, log).await?;
+    let mut t = stack.peer("teacher", TEACHER, &[], true, log).await?;
+    let mut a = stack.peer("A", STUDENT_A, &[], true, log).await?;
+    let mut b = stack.peer("B", STUDENT_B, &[], true, log).await?;
     for p in [&mut t, &mut a, &mut b] {
         p.subscribe_classroom(ROOM).await?;
     }
@@ -209,7 +216,7 @@ pub async fn classroom(stack: &Stack, log: &Transcript) -> Result<Vec<Outcome>, 
             problems.push(format!("{} did not receive the system notice", p.name));
         }
     }
-    let mut b = stack.peer("B", STUDENT_B, true, log).await?;
+    let mut b = stack.peer("B", STUDENT_B, &[], true, log).await?;
     if b.expect(WAIT, is_notice).await.is_none() {
         problems.push("B did not receive the notice on reconnecting with its session".into());
     }
@@ -219,8 +226,76 @@ pub async fn classroom(stack: &Stack, log: &Transcript) -> Result<Vec<Outcome>, 
         "teacher and A live, B from its persistent session",
     ));
 
+    // 8. A student whose token is for room 2 only cannot read, join or chat in room 1.
+    out.push(outsider(stack, log, &mut t, &mut a).await?);
+
     for p in [t, a, b] {
         p.leave().await;
     }
     Ok(out)
+}
+
+/// Scenario 8: the outsider's SUBACK for room 1's chat is refused, its join and its chat there
+/// are rejected with `not_enrolled` on its P2P topic, and neither reaches the room.
+async fn outsider(
+    stack: &Stack,
+    log: &Transcript,
+    t: &mut crate::Peer,
+    a: &mut crate::Peer,
+) -> Result<Outcome, Error> {
+    let ddb = stack.ddb().await;
+    let mut c = stack.peer("outsider", OUTSIDER, &[], false, log).await?;
+    let p2p = format!("room/p2p/{OUTSIDER}");
+    let room_chat = format!("room/message/{ROOM}");
+    let codes = c.subscribe(&[&room_chat, &p2p]).await?;
+    let mut problems = Vec::new();
+    if !matches!(
+        codes.as_slice(),
+        [
+            SubscribeReasonCode::Failure,
+            SubscribeReasonCode::Success(_)
+        ]
+    ) {
+        problems.push(format!(
+            "SUBACK for {room_chat} and its own P2P topic: {codes:?}, want refused and granted"
+        ));
+    }
+    let rejected = |m: &Msg| {
+        m.topic == p2p && m.field("type") == "rejected" && m.field("reason") == "not_enrolled"
+    };
+    c.command(&json!({"type": "join", "roomId": ROOM})).await?;
+    if c.expect(WAIT, rejected).await.is_none() {
+        problems.push("its join got no rejected/not_enrolled notice".into());
+    }
+    let text = format!("let me in ({})", uuid::Uuid::new_v4().simple());
+    c.chat(ROOM, &text).await?;
+    if c.expect(WAIT, rejected).await.is_none() {
+        problems.push("its chat got no rejected/not_enrolled notice".into());
+    }
+    for (p, window) in [(&mut *t, 2000), (&mut *a, 200)] {
+        if let Some(m) = p
+            .quiet(Duration::from_millis(window), |m: &Msg| {
+                m.raw.contains(&text)
+            })
+            .await
+        {
+            problems.push(format!(
+                "{} received the outsider's chat: {}",
+                p.name, m.raw
+            ));
+        }
+    }
+    if members(stack, &ddb, ROOM)
+        .await
+        .iter()
+        .any(|m| m == OUTSIDER)
+    {
+        problems.push("the membership table lists the outsider in room 1".into());
+    }
+    c.leave().await;
+    Ok(outcome(
+        "a student not enrolled in room 1 is refused",
+        problems,
+        "SUBACK refused room 1, join and chat rejected not_enrolled, nobody saw the chat",
+    ))
 }

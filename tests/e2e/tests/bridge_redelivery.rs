@@ -25,7 +25,10 @@ async fn the_bridge_loses_nothing_when_it_is_killed() {
         Err(e) => panic!("{e}"),
     };
     let log = Transcript::new(false);
-    let sender = match stack.peer("sender", "GID_student@@@281", false, &log).await {
+    let sender = match stack
+        .peer("sender", "GID_student@@@281", &["br-1"], false, &log)
+        .await
+    {
         Ok(p) => p,
         Err(e) => panic!("{e}"),
     };

@@ -126,9 +126,11 @@ async fn bench(stack: &Stack) -> Result<(), e2e::Error> {
     let log = Transcript::new(false);
     let ddb = stack.ddb().await;
     let mut teacher = stack
-        .peer("teacher", scenarios::TEACHER, false, &log)
+        .peer("teacher", scenarios::TEACHER, &[], false, &log)
         .await?;
-    let mut student = stack.peer("A", scenarios::STUDENT_A, false, &log).await?;
+    let mut student = stack
+        .peer("A", scenarios::STUDENT_A, &[], false, &log)
+        .await?;
     teacher.subscribe_classroom(scenarios::ROOM).await?;
     student.subscribe_classroom(scenarios::ROOM).await?;
     for p in [&teacher, &student] {

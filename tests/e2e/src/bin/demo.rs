@@ -1,5 +1,6 @@
 //! `make demo`: starts the local stack (set-up when needed), plays the seeds' classroom with
-//! three real MQTT clients, prints the transcript and one pass/fail line per scenario, tears
+//! three real MQTT clients signed in with classroom tokens (and a fourth, enrolled elsewhere,
+//! that room 1 refuses), prints the transcript and one pass/fail line per scenario, tears
 //! the stack down, and exits non-zero when any scenario failed.
 //!
 //! `DEMO_STACK_DIR` (default `.run/demo`) holds the stack; `DEMO_ATTACH=1` plays against the
@@ -36,6 +37,11 @@ async fn main() -> ExitCode {
         stack.var("MQTT_WS_URL"),
         stack.var("AWS_ENDPOINT_URL"),
         dir.display()
+    );
+    println!(
+        "== sign-in: username = client ID, password = a classroom token for the directory's rooms \
+         from the local issuer (POST {}/tokens/classroom; by hand: infra/local/stack.sh token <clientId>)",
+        stack.var("TOKEN_API_URL")
     );
     println!("== transcript (seconds since start, who, -> sent / <- received)");
     let log = Transcript::new(true);
