@@ -42,7 +42,9 @@
 //! memberships, one of its mutes, and `BatchGetItem` of the members' head items in
 //! `PresenceTable` for `online` (projected: nothing else of the presence table is read).
 
+// EnrollmentTable's attributes, as the issuer writes them.
 use std::collections::{HashMap, HashSet};
+use stores::attrs::enrollment;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -101,16 +103,6 @@ fn mute_in_force(item: &HashMap<String, AttributeValue>, now_ms: u64) -> bool {
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse::<u64>().ok());
     muted && until.is_none_or(|u| now_ms < u)
-}
-
-/// EnrollmentTable's attributes (written by the issuer; `shared/stores`' `attrs::enrollment`).
-mod enrollment {
-    /// HASH key (S).
-    pub const CLIENT_ID: &str = "clientId";
-    /// RANGE key (S).
-    pub const ROOM_ID: &str = "roomId";
-    /// Until when it holds, seconds since the epoch (N; the TTL attribute).
-    pub const EXPIRES_AT: &str = "expiresAt";
 }
 
 /// Whether an enrollment item holds at `at_ms`: its `expiresAt` (seconds) is still ahead.
