@@ -1,9 +1,12 @@
 # The browser classroom (issue 6, web/). Included by the Makefile.
-#   make web        serve the teacher/student pages on loopback for the stack of `make up`
-#                   (WEB_PORT=8380 by default; 0 = any free port) and print the URLs
-#   make test-web   the browser test: headless Chromium (Debian's) driven by playwright-core,
-#                   a teacher and two students against a fresh stack on free loopback ports;
-#                   screenshots in web/test-artifacts/
+#   make web        serve the teacher/student pages and the local school login on loopback for
+#                   the stack of `make up` (WEB_PORT=8380 by default; 0 = any free port;
+#                   WEB_TOKEN_LIFETIME=600 s per token) and print the URLs. Passwords: the
+#                   school directory, `infra/local/stack.sh directory`
+#   make test-web   the unit tests (core.js, the page server's school login against a fake
+#                   issuer), then the browser test: headless Chromium (Debian's) driven by
+#                   playwright-core, a teacher and students signing in with tokens against a
+#                   fresh stack on free loopback ports; screenshots in web/test-artifacts/
 #   make web-deps   npm ci in web/ (from the committed lockfile) when the lockfile changed
 # Needs Node >= 20 and npm; `test-web` installs Debian's chromium when it is missing.
 
@@ -36,10 +39,12 @@ web: web-deps
 	if [ ! -f $(WEB_STACK_DIR)/stack.env ] || [ ! -f $$pid ] || ! kill -0 "$$(cat $$pid)" 2>/dev/null; then \
 	  echo "web: no local stack is running in $(WEB_STACK_DIR): run \`make up\` first (then \`make web\` again)"; exit 1; \
 	fi
+	@grep -q '^TOKEN_API_URL=' $(WEB_STACK_DIR)/stack.env || { echo "web: the stack in $(WEB_STACK_DIR) has no token issuer (started before token sign-in): \`make down up\` first"; exit 1; }
 	STACK_ENV=$(WEB_STACK_DIR)/stack.env WEB_PORT=$(WEB_PORT) node $(WEB_DIR)/serve.mjs
 
 # Its own stack (.run/web-<pid>, free ports, torn down at the end): never the one of `make up`.
 # STACK_BUILD=1: stack.sh builds what `make up` builds (a no-op when up to date).
 test-web: $(if $(wildcard infra/local.mk),setup-local) chromium web-deps
-	STACK_BUILD=$${STACK_BUILD:-1} CHROMIUM=$(CHROMIUM) node $(WEB_DIR)/test/core.test.mjs
+	node $(WEB_DIR)/test/core.test.mjs
+	node $(WEB_DIR)/test/serve.test.mjs
 	STACK_BUILD=$${STACK_BUILD:-1} CHROMIUM=$(CHROMIUM) node $(WEB_DIR)/test/classroom.test.mjs

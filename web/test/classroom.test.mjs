@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 // The browser classroom end to end (issue 6): headless Chromium (Debian's, driven by
 // playwright-core) with a teacher and two students in three browser contexts, against a real
-// local stack (Mosquitto + broker plugin + ACL, moto, bridge, runner) on free loopback ports.
+// local stack (Mosquitto + broker plugin, moto, bridge, runner, the local token issuer) on free
+// loopback ports. Everyone signs in through the page server's school login (the directory's
+// password, then a classroom token for the room); a second page server with short tokens
+// (WEB_TOKEN_LIFETIME=15) checks the renewal.
 //
 // Environment:
 //   STACK_ENV=<path>   use a running stack (its stack.env) instead of starting one
@@ -11,11 +14,12 @@
 // Screenshots: web/test-artifacts/*.png. Exit status 0 only when every check passed.
 import { spawn, execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { createServer as createTcpServer, connect as tcpConnect } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
-import { readClients, readEnv } from '../stack-files.mjs';
+import { readDirectory, readEnv } from '../stack-files.mjs';
 
 const run = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -27,6 +31,9 @@ const ROOM = '1';
 const TEACHER = 'GID_teacher@@@001';
 const A = 'GID_student@@@001';
 const B = 'GID_student@@@002';
+/** Token lifetime of the second page server (the renewal test): short, the local issuer allows it. */
+const SHORT_LIFETIME = 15;
+const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 const nonce = Math.random().toString(36).slice(2, 8);
 const t0 = Date.now();
 
@@ -96,29 +103,43 @@ async function stackDown(keep) {
   }
 }
 
-// --- the page server ----------------------------------------------------------------------
-let server = null;
-function serve() {
+// --- the page servers ---------------------------------------------------------------------
+const servers = [];
+/** Starts serve.mjs (extra env: e.g. WEB_TOKEN_LIFETIME); resolves its base URL. Output kept in `servers`. */
+function serve(extraEnv = {}) {
   return new Promise((ok, fail) => {
-    server = spawn(process.execPath, [join(web, 'serve.mjs')], {
-      env: { ...process.env, STACK_ENV: stackEnvPath, WEB_PORT: '0', WEB_HOST: '127.0.0.1' },
+    const proc = spawn(process.execPath, [join(web, 'serve.mjs')], {
+      env: { ...process.env, STACK_ENV: stackEnvPath, WEB_PORT: '0', WEB_HOST: '127.0.0.1', ...extraEnv },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    let out = '';
-    const timer = setTimeout(() => fail(new Error(`page server did not start: ${out}`)), 10_000);
-    server.stdout.on('data', (d) => {
-      out += d;
-      const m = /^web: (http:\/\/\S+)$/m.exec(out);
+    const entry = { proc, output: '' };
+    servers.push(entry);
+    const timer = setTimeout(() => fail(new Error(`page server did not start: ${entry.output}`)), 10_000);
+    proc.stdout.on('data', (d) => {
+      entry.output += d;
+      const m = /^web: (http:\/\/\S+)$/m.exec(entry.output);
       if (m) {
         clearTimeout(timer);
         ok(m[1]);
       }
     });
-    server.stderr.on('data', (d) => {
-      out += d;
+    proc.stderr.on('data', (d) => {
+      entry.output += d;
     });
-    server.on('exit', (code) => fail(new Error(`page server exited (${code}): ${out}`)));
+    proc.on('exit', (code) => fail(new Error(`page server exited (${code}): ${entry.output}`)));
   });
+}
+
+/** A TCP listener standing for a server named by a crafted link: counts the connections it gets. */
+async function evilServer() {
+  const evil = { connections: 0 };
+  evil.server = createTcpServer((sock) => {
+    evil.connections++;
+    sock.destroy();
+  });
+  await new Promise((ok) => evil.server.listen(0, '127.0.0.1', ok));
+  evil.port = evil.server.address().port;
+  return evil;
 }
 
 // --- helpers over the pages ---------------------------------------------------------------
@@ -131,23 +152,51 @@ async function open(context, name) {
   });
   return page;
 }
-// The stack's roster: `<clientId> <password>` per line (infra/local/stack.sh writes it).
-let passwords = new Map();
+// The school's directory: `<clientId> <password> <rooms>` per line (infra/local/stack.sh writes it).
+let directory = new Map();
 function passwordOf(role, device) {
   const id = `GID_${role}@@@${device}`;
-  const pw = passwords.get(id);
-  assert(pw, `${id} is not in the stack's roster`);
-  return pw;
+  const person = directory.get(id);
+  assert(person, `${id} is not in the school directory`);
+  return person.password;
 }
-async function signIn(page, base, role, device, password = passwordOf(role, device)) {
+const deviceOf = (id) => id.split('@@@')[1];
+async function signIn(page, base, role, device, password = passwordOf(role, device), room = ROOM) {
   await page.goto(`${base}index.html`);
   await page.check(`#role-${role}`);
   await page.fill('#device', device);
   await page.fill('#password', password);
-  await page.fill('#room', ROOM);
+  await page.fill('#room', room);
   await page.click('#enter');
   await page.waitForURL(new RegExp(`/${role}\\.html\\?`), { timeout: WAIT });
   await online(page);
+}
+/** Fills the sign-in form and waits for the school login's refusal; returns the message shown. */
+async function refusedAtLogin(page, base, role, device, password, room = ROOM) {
+  await page.goto(`${base}index.html`);
+  await page.check(`#role-${role}`);
+  await page.fill('#device', device);
+  await page.fill('#password', password);
+  await page.fill('#room', room);
+  await page.click('#enter');
+  await page.waitForFunction(() => document.body.dataset.refused, null, { timeout: WAIT });
+  assert(/\/index\.html/.test(page.url()), `stayed on the sign-in page: ${page.url()}`);
+  return page.locator('#error').textContent();
+}
+/** Every value in the page's localStorage and sessionStorage, as one string. */
+function webStorage(page) {
+  return page.evaluate(() => {
+    const all = [];
+    for (const st of [localStorage, sessionStorage]) for (let i = 0; i < st.length; i++) all.push(st.key(i), st.getItem(st.key(i)));
+    return all.join('\n');
+  });
+}
+/** POST /token from inside the page (its cookie): the HTTP status. */
+function tokenStatus(page, clientId) {
+  return page.evaluate(
+    async ([clientId, room]) => (await fetch('token', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ clientId, room }) })).status,
+    [clientId, ROOM],
+  );
 }
 async function online(page) {
   await page.locator('#conn[data-state=online]').waitFor({ timeout: WAIT });
@@ -204,12 +253,24 @@ async function main() {
 
   await stackUp();
   const env = readEnv(stackEnvPath);
-  assert(env.MQTT_CLIENTS_FILE, `no MQTT_CLIENTS_FILE in ${stackEnvPath}`);
-  passwords = new Map(readClients(env.MQTT_CLIENTS_FILE));
+  for (const k of ['SCHOOL_DIRECTORY', 'TOKEN_API_URL', 'MQTT_WS_URL']) assert(env[k], `no ${k} in ${stackEnvPath}: a stack from before token sign-in?`);
+  directory = readDirectory(env.SCHOOL_DIRECTORY) || new Map();
+  assert(directory.size, `the school directory ${env.SCHOOL_DIRECTORY} is empty or missing`);
   const banned = (env.BANNED_WORDS || '').split(',').map((s) => s.trim()).filter(Boolean);
   const maxChars = Number(env.MAX_MESSAGE_CHARS) || 500;
+  // People of the directory for the checks: enrolled in ROOM (besides A and B), and not.
+  const students = [...directory.entries()].filter(([id]) => id.startsWith('GID_student@@@'));
+  const inRoom = students.filter(([id, p]) => p.rooms.includes(ROOM) && id !== A && id !== B).map(([id]) => id);
+  assert(inRoom.length >= 2, `the directory needs two more students of room ${ROOM} (besides ${A} and ${B})`);
+  const [C, D] = inRoom; // C: the ?ws= link; D: the token renewal
+  const outsider = students.find(([, p]) => !p.rooms.includes(ROOM));
+  assert(outsider, `the directory needs a student who is not enrolled in room ${ROOM}`);
+  assert(directory.get(A) && directory.get(B) && directory.get(TEACHER), `${TEACHER}, ${A} and ${B} must be in the directory`);
+  const otherRoom = [...new Set(students.flatMap(([, p]) => p.rooms))].find((r) => !directory.get(A).rooms.includes(r)) || `no-${nonce}`;
   const base = await serve();
-  log(`pages on ${base}, broker ${env.MQTT_WS_URL}, banned words ${JSON.stringify(banned)}`);
+  const shortBase = await serve({ WEB_TOKEN_LIFETIME: String(SHORT_LIFETIME) });
+  const evil = await evilServer();
+  log(`pages on ${base} (and ${shortBase} with ${SHORT_LIFETIME} s tokens), broker ${env.MQTT_WS_URL}, issuer ${env.TOKEN_API_URL}, banned words ${JSON.stringify(banned)}`);
 
   // Playwright gives the browser a fresh temporary --user-data-dir of its own.
   const browser = await chromium.launch({
@@ -243,26 +304,43 @@ async function main() {
       await shot(t, '00-sign-in');
     });
 
-    await check('the broker refuses a wrong password; the page says so and stops retrying', async () => {
-      await t.goto(`${base}index.html`);
-      await t.check('#role-teacher');
-      await t.fill('#device', '001');
-      await t.fill('#password', `${passwordOf('student', '001')}`); // a student's password
-      await t.fill('#room', ROOM);
-      await t.click('#enter');
-      await t.waitForURL(/\/teacher\.html\?/, { timeout: WAIT });
-      await t.locator('#conn[data-state=refused]').waitFor({ timeout: WAIT });
-      const text = await t.locator('#conn').textContent();
+    await check('the school login refuses a wrong password or an unknown client ID (401); the page says so and never connects', async () => {
+      const text = await refusedAtLogin(t, base, 'teacher', deviceOf(TEACHER), passwordOf('student', deviceOf(A))); // a student's password
       assert(/wrong password/.test(text), `says why: ${JSON.stringify(text)}`);
+      assert((await t.evaluate(() => document.body.dataset.refused)) === 'unauthorized', 'refused as unauthorized');
+      const unknown = await refusedAtLogin(t, base, 'teacher', `nobody${nonce}`, passwordOf('teacher', deviceOf(TEACHER)));
+      assert(unknown === text, `the same answer for an unknown client ID: ${JSON.stringify(unknown)}`);
       await shot(t, '00-wrong-password');
     });
 
-    await check('teacher and two students sign in and connect (MQTT 5 over WebSocket)', async () => {
+    await check('the school login refuses a room the person is not enrolled in (403 "not enrolled in room X")', async () => {
+      const [id] = outsider;
+      const text = await refusedAtLogin(a, base, 'student', deviceOf(id), directory.get(id).password, ROOM);
+      assert(text.includes(`${id} is not enrolled in room ${ROOM}`), `says why: ${JSON.stringify(text)}`);
+      assert((await a.evaluate(() => document.body.dataset.refused)) === 'not_enrolled', 'refused as not enrolled');
+      const other = await refusedAtLogin(a, base, 'student', deviceOf(A), passwordOf('student', deviceOf(A)), otherRoom);
+      assert(other.includes(`not enrolled in room ${otherRoom}`), `A for room ${otherRoom}: ${JSON.stringify(other)}`);
+      await shot(a, '00-not-enrolled');
+    });
+
+    await check('teacher and two students sign in through the school login and connect with a token (MQTT 5, clean=false, username = client ID)', async () => {
       await signIn(t, base, 'teacher', '001');
       await signIn(a, base, 'student', '001');
       await signIn(b, base, 'student', '002');
-      const opts = await a.evaluate(() => ({ v: window.classroom.client.options.protocolVersion, clean: window.classroom.client.options.clean }));
-      assert(opts.v === 5 && opts.clean === false, `MQTT 5 with clean=false: ${JSON.stringify(opts)}`);
+      const opts = await a.evaluate(() => ({ v: window.classroom.client.options.protocolVersion, clean: window.classroom.client.options.clean, user: window.classroom.client.options.username, pw: window.classroom.client.options.password, exp: window.classroom.tokenExpiresAt, now: Date.now() }));
+      assert(opts.v === 5 && opts.clean === false, `MQTT 5 with clean=false: ${JSON.stringify({ v: opts.v, clean: opts.clean })}`);
+      assert(opts.user === A, `username is the client ID: ${opts.user}`);
+      assert(/^ct1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}$/.test(opts.pw || ''), 'the password is a token (ct1.<kid>.<claims>.<sig>)');
+      assert(opts.pw !== passwordOf('student', '001'), 'not the directory password');
+      assert(opts.exp - opts.now > 60_000 && opts.exp - opts.now <= 600_000, `the token lasts WEB_TOKEN_LIFETIME (600 s): ${opts.exp - opts.now} ms left`);
+      for (const [p, ctx, id] of [[t, ctxT, TEACHER], [a, ctxA, A], [b, ctxB, B]]) {
+        const stored = await webStorage(p);
+        const token = await p.evaluate(() => window.classroom.client.options.password);
+        assert(!stored.includes(token) && !stored.includes(directory.get(id).password), `${id}: no token or password in localStorage/sessionStorage`);
+        const cookie = (await ctx.cookies()).find((c) => c.name === 'classroom_session');
+        assert(cookie && cookie.httpOnly && cookie.sameSite === 'Strict', `${id}: session cookie HttpOnly, SameSite=Strict: ${JSON.stringify(cookie && { httpOnly: cookie.httpOnly, sameSite: cookie.sameSite })}`);
+        assert(!(await p.evaluate(() => document.cookie)).includes('classroom_session'), `${id}: no script can read the session cookie`);
+      }
     });
 
     await check('the teacher sees both students online (join -> status notices)', async () => {
@@ -304,6 +382,23 @@ async function main() {
       const text = await a.locator('#messages li.notice-rejected[data-reason=too_long]').textContent();
       assert(/too long/.test(text) && text.includes(nonce), `A's notice quotes the message: ${text.slice(0, 60)}`);
       assert((await chat(t, `${nonce}-zzz`).count()) === 0, 'the teacher did not get it');
+    });
+
+    await check(`a chat and a join for a room the student is not enrolled in (${otherRoom}) are refused (not_enrolled), and the page says so`, async () => {
+      const text = `into room ${otherRoom} ${nonce}`;
+      await a.evaluate(([text, r, id]) => {
+        window.classroom.client.publish('roomSend/message', JSON.stringify({ roomId: r, msg: text, msgId: id }), { qos: 1 });
+        window.classroom.client.publish('roomSend/command', JSON.stringify({ type: 'join', roomId: r }), { qos: 1 });
+      }, [text, otherRoom, `ne-${nonce}`]);
+      const notices = a.locator(`#messages li.notice-rejected[data-reason=not_enrolled][data-room="${otherRoom}"]`);
+      await a.waitForFunction((sel) => document.querySelectorAll(sel).length >= 2, `#messages li.notice-rejected[data-reason=not_enrolled][data-room="${otherRoom}"]`, { timeout: WAIT });
+      const shown = await notices.first().textContent();
+      assert(shown.includes(`you are not enrolled in room ${otherRoom}`), `the notice names the room: ${shown}`);
+      const marker = `after the refused chat ${nonce}`;
+      await say(a, marker);
+      await sees(t, marker, 'teacher');
+      assert((await chat(t, text).count()) === 0 && (await chat(b, text).count()) === 0, 'nobody got the refused chat');
+      await shot(a, '02-not-enrolled-notice');
     });
 
     await check('mute: the student gets the notice, the input is disabled and says why', async () => {
@@ -408,6 +503,108 @@ async function main() {
       await sees(t, text, 'teacher');
     });
 
+    await check('a ?ws= link sends nothing to the server it names: the page uses the configured broker, and the CSP blocks any other', async () => {
+      // The listener does count connections.
+      await new Promise((ok, fail) => tcpConnect(evil.port, '127.0.0.1', ok).on('error', fail));
+      for (let i = 0; i < 50 && evil.connections === 0; i++) await sleep(20);
+      assert(evil.connections === 1, `the listener counts: ${evil.connections}`);
+      evil.connections = 0;
+      const link = `ws://127.0.0.1:${evil.port}`;
+      const ctxC = await browser.newContext({ viewport: { width: 1024, height: 720 } });
+      try {
+        const c = await open(ctxC, 'student C (?ws= link)');
+        await c.goto(`${base}index.html?${new URLSearchParams({ ws: link, role: 'student', device: deviceOf(C), room: ROOM })}`);
+        assert((await c.locator('#ws, input[name=ws]').count()) === 0, 'the sign-in page has no broker field');
+        await c.fill('#password', directory.get(C).password);
+        await c.click('#enter');
+        await c.waitForURL(/\/student\.html\?/, { timeout: WAIT });
+        await online(c);
+        // Straight to the room with the crafted link, as the attack did.
+        const res = await c.goto(`${base}student.html?${new URLSearchParams({ device: deviceOf(C), room: ROOM, ws: link })}`);
+        const reached = await online(c).then(
+          () => true,
+          () => false,
+        );
+        assert(evil.connections === 0, `the server named by the link got ${evil.connections} connection(s)`);
+        assert(reached, 'online on the configured broker');
+        const csp = res.headers()['content-security-policy'] || '';
+        const connectSrc = (/(?:^|;)\s*connect-src ([^;]*)/.exec(csp) || [])[1];
+        assert(connectSrc === `'self' ${env.MQTT_WS_URL}`, `connect-src names exactly the broker: ${JSON.stringify(connectSrc)}`);
+        const used = await c.evaluate(() => ({ url: window.classroom.wsUrl, port: Number(window.classroom.client.options.port) }));
+        assert(used.url === env.MQTT_WS_URL && used.port === Number(new URL(env.MQTT_WS_URL).port), `connected to the configured broker: ${JSON.stringify(used)}`);
+        // Even a script in the page cannot open a connection to another server.
+        const attempt = await c.evaluate(
+          (u) =>
+            new Promise((ok) => {
+              let ws;
+              try {
+                ws = new WebSocket(u);
+              } catch (e) {
+                ok(`threw ${e.name}`);
+                return;
+              }
+              ws.onopen = () => ok('open');
+              ws.onerror = () => ok('error');
+              setTimeout(() => ok('timeout'), 3000);
+            }),
+          link,
+        );
+        assert(attempt !== 'open', `a WebSocket to the link's server was blocked: ${attempt}`);
+        const text = `C came by link ${nonce}`;
+        await say(c, text);
+        await sees(t, text, 'teacher');
+        await sleep(500);
+        assert(evil.connections === 0, `the server named by the link got ${evil.connections} connection(s)`);
+      } finally {
+        await ctxC.close();
+      }
+    });
+
+    await check(`token renewal (${SHORT_LIFETIME} s tokens): a fresh token and a reconnect before expiry, the page stays signed in, and no chat is lost either way`, async () => {
+      const ctxD = await browser.newContext({ viewport: { width: 1024, height: 720 } });
+      try {
+        const d = await open(ctxD, 'student D (short tokens)');
+        await signIn(d, shortBase, 'student', deviceOf(D));
+        const first = await d.evaluate(() => ({ id: window.classroom.tokenId, token: window.classroom.client.options.password, exp: window.classroom.tokenExpiresAt, now: Date.now() }));
+        assert(first.exp - first.now <= SHORT_LIFETIME * 1000 && first.exp - first.now > (SHORT_LIFETIME - 5) * 1000, `a ${SHORT_LIFETIME} s token: ${first.exp - first.now} ms left`);
+        // When the page closes its connection to renew, D sends a chat at once (queued, must arrive).
+        const during = `sent while renewing ${nonce}`;
+        await d.evaluate((text) => {
+          window.classroom.client.once('close', () => {
+            document.getElementById('input').value = text;
+            document.getElementById('send').click();
+          });
+        }, during);
+        // The teacher talks all along, past the first token's expiry: every line must reach D.
+        const lines = [];
+        while (Date.now() < first.exp + 4000) {
+          const line = `tick ${lines.length} ${nonce}`;
+          lines.push(line);
+          await say(t, line);
+          await sleep(400);
+        }
+        const after = await d.evaluate(() => ({ refreshes: window.classroom.tokenRefreshes, token: window.classroom.client.options.password, exp: window.classroom.tokenExpiresAt, states: window.classroom.states, now: Date.now() }));
+        assert(after.refreshes >= 1, `renewed: ${after.refreshes}`);
+        assert(after.token && after.token !== first.token && after.exp > first.exp, 'a new token, expiring later');
+        assert(after.now > first.exp, 'past the first token expiry');
+        const bad = after.states.filter((st) => ['refused', 'signed-out', 'taken-over'].includes(st));
+        assert(bad.length === 0, `stayed signed in: ${after.states.join(' > ')}`);
+        await online(d);
+        for (const line of lines) await sees(d, line, 'D');
+        await sees(t, during, 'teacher (the chat sent during the renewal)');
+        const later = `D after the first token expired ${nonce}`;
+        await say(d, later);
+        await sees(t, later, 'teacher');
+        await sleep(5500); // longer than the pages' offline grace
+        const flaps = await t.locator('#messages li.notice-status', { hasText: `${D} is offline` }).count();
+        assert(flaps === 0, `the teacher was told ${flaps} time(s) that D went offline: a renewal is not a departure`);
+        log(`renewal: ${after.refreshes} renewal(s), ${lines.length} teacher lines all received; D's states ${after.states.join(' > ')}`);
+        await shot(d, '04-student-D-after-renewal');
+      } finally {
+        await ctxD.close();
+      }
+    });
+
     await check('a student closes the page and the teacher sees them go offline', async () => {
       const line = t.locator('#messages li.notice-status', { hasText: `${B} is offline` });
       const before = await line.count();
@@ -447,12 +644,57 @@ async function main() {
       await sees(t, text, 'teacher');
     });
 
+    await check('a token the broker refuses (revoked at the issuer): the page says so and stops retrying', async () => {
+      const tokenId = await a.evaluate(() => window.classroom.tokenId);
+      assert(tokenId, 'the page knows its token ID');
+      const r = await fetch(`${env.TOKEN_API_URL}/tokens/${encodeURIComponent(tokenId)}/revoke`, { method: 'POST' });
+      assert(r.ok, `revoke: HTTP ${r.status} ${await r.text()}`);
+      // The broker ends the revoked session itself (its sweep); else the next CONNECT shows it.
+      await sleep(2500);
+      const swept = (await a.locator('#conn').getAttribute('data-state')) !== 'online';
+      if (!swept) await a.evaluate(() => window.classroom.client.stream.destroy());
+      log(`revoked token: ${swept ? "the broker's sweep ended the session" : 'still connected after 2.5 s; the next CONNECT is refused'}`);
+      await a.locator('#conn[data-state=refused]').waitFor({ timeout: WAIT });
+      const text = await a.locator('#conn').textContent();
+      assert(/refused by the broker/.test(text), `says why: ${JSON.stringify(text)}`);
+      const attempts = await a.evaluate(() => window.classroom.connectAttempts);
+      await sleep(4000);
+      assert((await a.evaluate(() => window.classroom.connectAttempts)) === attempts, 'no more connection attempts');
+      assert((await a.locator('#conn').getAttribute('data-state')) === 'refused', 'still refused');
+      assert((await a.evaluate(() => window.classroom.tokenId)) === null, 'the refused token was dropped');
+      await shot(a, '08-student-A-refused');
+    });
+
+    await check('Leave ends the school sign-in: no fresh token without the password any more', async () => {
+      assert((await tokenStatus(b, B)) === 200, 'before: a fresh token for B');
+      await b.click('#leave');
+      await b.waitForURL(/\/index\.html/, { timeout: WAIT });
+      assert((await tokenStatus(b, B)) === 401, 'after Leave: 401');
+      await b.goto(`${base}student.html?device=${deviceOf(B)}&room=${ROOM}`);
+      await b.waitForURL(/\/index\.html\?.*error=/, { timeout: WAIT });
+      assert(/sign in/i.test(await b.locator('#error').textContent()), 'the room page sends B back to sign in');
+    });
+
+    await check('the page servers never log a password or a token', async () => {
+      const out = servers.map((x) => x.output).join('\n');
+      assert(/login GID_student@@@001 room 1: ok/.test(out), 'they do log sign-ins');
+      assert(!/ct1\.[A-Za-z0-9_-]+\./.test(out), 'a token in the log');
+      for (const [id, p] of directory) assert(!out.includes(p.password), `the password of ${id} in the log`);
+    });
+
     await check('no script errors in any page', async () => {
-      const errs = pageErrors.filter((e) => !/WebSocket connection to .* failed/.test(e));
+      const errs = pageErrors.filter(
+        (e) =>
+          !/WebSocket connection to .* failed/.test(e) &&
+          // The refusals the checks provoke (401/403 of the school login) and the CSP blocking the link's server.
+          !/Failed to load resource: the server responded with a status of 40[13]/.test(e) &&
+          !new RegExp(`(Refused to connect to|Connecting to) 'ws://127\\.0\\.0\\.1:${evil.port}/?'`).test(e),
+      );
       assert(errs.length === 0, errs.join('; '));
     });
   } finally {
     await browser.close().catch(() => {});
+    evil.server.close();
   }
 }
 
@@ -463,7 +705,7 @@ try {
   fatal = e;
   log(`ERROR ${e.stack || e.message}`);
 } finally {
-  if (server) server.kill('SIGTERM');
+  for (const x of servers) x.proc.kill('SIGTERM');
 }
 const failed = results.filter((r) => !r.ok);
 await stackDown(!!(fatal || failed.length));

@@ -1,20 +1,22 @@
 // Unit tests of the pages' rules (web/public/js/core.js): names (§3), parsing, de-duplication,
-// timeliness, mute state. `node web/test/core.test.mjs` (part of `make test-web`).
+// timeliness, mute state, token timing. `node web/test/core.test.mjs` (part of `make test-web`).
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import {
   SeenIds,
   applyMuteNotice,
   clientIdError,
+  clientIdTextError,
+  forgetSavedPasswords,
   groupIdError,
   isMuted,
   isStale,
   parseIncoming,
-  passwordFromHash,
+  rejectionText,
   roomIdError,
-  savePassword,
-  savedPassword,
   subscriptions,
+  tokenTimes,
+  tokenUsable,
 } from '../public/js/core.js';
 
 test('client IDs follow §3', () => {
@@ -90,25 +92,53 @@ test('mute state: the latest notice wins, timed mutes end by themselves', () => 
   assert.equal(isMuted(s, 100), false);
 });
 
-test('a password comes from a link fragment (then leaves the address bar) or from what was remembered', () => {
-  const replaced = [];
-  const hist = { replaceState: (_s, _t, url) => replaced.push(url) };
-  const loc = { hash: '#password=s%3Dcr%2Bt', pathname: '/student.html', search: '?device=001&room=1' };
-  assert.equal(passwordFromHash(loc, hist), 's=cr+t');
-  assert.deepEqual(replaced, ['/student.html?device=001&room=1']);
-  assert.equal(passwordFromHash({ hash: '', pathname: '/', search: '' }, hist), null);
-  assert.equal(passwordFromHash({ hash: '#other=1', pathname: '/', search: '' }, hist), null);
-  assert.equal(replaced.length, 1, 'no fragment, no rewrite');
+test('a whole client ID is checked like its two parts', () => {
+  assert.equal(clientIdTextError('GID_student@@@001'), null);
+  assert.match(clientIdTextError('GID_student001'), /no @@@/);
+  assert.match(clientIdTextError('GID_student@@@a b'), /a space/);
+  assert.match(clientIdTextError('NOPE_x@@@1'), /must start with GID_/);
+  assert.match(clientIdTextError(undefined), /no @@@/);
+});
 
-  const map = new Map();
-  const store = { getItem: (k) => map.get(k) ?? null, setItem: (k, v) => map.set(k, v) };
-  assert.equal(savedPassword(store, 'GID_student@@@001'), null);
-  savePassword(store, 'GID_student@@@001', 'pw-a');
-  savePassword(store, 'GID_student@@@002', '');
-  assert.equal(savedPassword(store, 'GID_student@@@001'), 'pw-a');
-  assert.equal(savedPassword(store, 'GID_student@@@002'), null, 'an empty password is not remembered');
-  assert.equal(savedPassword(null, 'GID_student@@@001'), null);
-  const broken = { getItem: () => { throw new Error('denied'); }, setItem: () => { throw new Error('full'); } };
-  assert.equal(savedPassword(broken, 'x'), null);
-  savePassword(broken, 'x', 'y'); // does not throw
+test('a token is renewed at 80 % of its lifetime, measured on the local clock', () => {
+  // The issuer's clock is an hour ahead of the browser's: only the lifetime counts.
+  const t = tokenTimes({ issuedAt: 1_000_000 + 3600, expiresAt: 1_000_000 + 3600 + 600 }, 5_000);
+  assert.deepEqual(t, { expiresAt: 5_000 + 600_000, refreshAt: 5_000 + 480_000, lifetimeMs: 600_000 });
+  const short = tokenTimes({ issuedAt: 10, expiresAt: 25 }, 0);
+  assert.equal(short.refreshAt, 12_000);
+  assert.equal(tokenTimes({ issuedAt: 10, expiresAt: 5 }, 0).lifetimeMs, 0, 'never a negative lifetime');
+});
+
+test('a token about to expire is not used for a new connection', () => {
+  assert.equal(tokenUsable(10_000, 4_000), true);
+  assert.equal(tokenUsable(10_000, 5_000), false, 'exactly the margin left');
+  assert.equal(tokenUsable(10_000, 11_000), false);
+  assert.equal(tokenUsable(undefined, 0), false);
+});
+
+test('passwords that earlier versions saved in localStorage are removed, and nothing else', () => {
+  const map = new Map([
+    ['classroom.password.GID_student@@@001', 'pw-a'],
+    ['classroom.password.GID_teacher@@@001', 'pw-t'],
+    ['classroom.signin', '{"role":"student"}'],
+    ['classroom.GID_student@@@001.1.seen', '[]'],
+  ]);
+  const store = {
+    get length() {
+      return map.size;
+    },
+    key: (i) => [...map.keys()][i] ?? null,
+    removeItem: (k) => map.delete(k),
+  };
+  assert.equal(forgetSavedPasswords(store), 2);
+  assert.deepEqual([...map.keys()], ['classroom.signin', 'classroom.GID_student@@@001.1.seen']);
+  assert.equal(forgetSavedPasswords(null), 0);
+  assert.equal(forgetSavedPasswords({ get length() { throw new Error('denied'); } }), 0);
+});
+
+test('a not_enrolled rejection names the room', () => {
+  assert.equal(rejectionText('not_enrolled', '2'), 'you are not enrolled in room 2');
+  assert.equal(rejectionText('not_enrolled'), 'you are not enrolled in that room');
+  assert.equal(rejectionText('muted', '1'), 'you are muted in this room');
+  assert.equal(rejectionText('new_reason'), 'refused (new_reason)');
 });

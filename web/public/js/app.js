@@ -2,6 +2,13 @@
 // MQTT 5 over WebSocket with MQTT.js (window.mqtt, vendor/mqtt.min.js), a persistent session
 // (clean: false + session expiry) and QoS 1 subscriptions, so a page that was away gets what
 // it missed (SPEC §3). Message shapes: SPEC §4.5 and shared/mapping/src/notice.rs.
+//
+// Sign-in (SPEC §8): username = the client ID, password = a classroom token for this room from
+// the page server (POST token, with the cookie of the school login). The token lives in this
+// page's memory only and no longer than its lifetime; at 80 % of it the page fetches a fresh one
+// and reconnects at once with it (same persistent session, so nothing is lost; QoS 1 messages
+// in flight are resent). The broker URL is the page server's configuration (/config.js), never
+// the page's own URL: a link cannot send a credential elsewhere (and the CSP would stop it).
 import {
   TOPIC,
   SeenIds,
@@ -11,14 +18,14 @@ import {
   groupOf,
   isMuted,
   isStale,
+  forgetSavedPasswords,
   newMsgId,
   parseIncoming,
-  passwordFromHash,
-  savePassword,
-  savedPassword,
   rejectionText,
   roomIdError,
   subscriptions,
+  tokenTimes,
+  tokenUsable,
   STALE_MS,
 } from './core.js';
 
@@ -30,7 +37,9 @@ const params = new URLSearchParams(location.search);
 const device = (params.get('device') || '').trim();
 const room = (params.get('room') || '').trim();
 const group = role === 'teacher' ? teacherGroups[0] : studentGroups[0];
-const wsUrl = params.get('ws') || cfg.wsUrl || '';
+// Only the page server's configuration names the broker (no `?ws=`: a link must not choose
+// where this page sends its credential).
+const wsUrl = cfg.wsUrl || '';
 const staleMs = Number(cfg.staleMs) > 0 ? Number(cfg.staleMs) : STALE_MS;
 const maxChars = Number(cfg.maxMessageChars) > 0 ? Number(cfg.maxMessageChars) : null;
 
@@ -57,16 +66,8 @@ const store = (() => {
     return null;
   }
 })();
-// The broker checks this client ID's password (the local stack's roster, as IoT Core checks a
-// device certificate): from a `make web` link's fragment, else what the sign-in remembered.
-const linkPassword = passwordFromHash(location, history);
-if (linkPassword) savePassword(store, me, linkPassword);
-const password = linkPassword || savedPassword(store, me);
-if (!password) {
-  const back = new URLSearchParams({ role, device, room, error: `sign in with the password of ${me}` });
-  location.replace(`index.html?${back}`);
-  throw new Error('no password');
-}
+// Earlier versions kept a password per client ID in localStorage: no more.
+forgetSavedPasswords(store);
 const key = (what) => `classroom.${me}.${room}.${what}`;
 const load = (what, dflt) => {
   try {
@@ -90,14 +91,19 @@ const members = new Map(Object.entries(load('members', {})));
 let mute = load('mute', null); // student: our own mute state in this room
 const sent = new Map(); // our msgId -> text, to quote a rejected message
 let connState = 'connecting';
+const states = []; // every connection state this page went through (tests read it)
 let staleDropped = 0;
 let muteTimer = null;
+/** Offline notices wait this long: a member back online by then (a token renewal's reconnect) is not announced. */
+const OFFLINE_GRACE_MS = 5000;
+const pendingOffline = new Map(); // clientId -> timer
 
 $('me').textContent = me;
 $('me').title = `client ID ${me}`;
 $('room-name').textContent = room;
 document.title = `Room ${room} — ${role} ${device}`;
-$('leave').href = `index.html?${new URLSearchParams({ role, device, room })}`;
+const signInUrl = (error) => `index.html?${new URLSearchParams({ role, device, room, ...(error ? { error } : {}) })}`;
+$('leave').href = signInUrl();
 
 // --- rendering ----------------------------------------------------------------------------
 function fmtTime(ts) {
@@ -220,7 +226,7 @@ function updateComposer() {
       ? `You are muted by the teacher until ${fmtTime(mute.until)}: you cannot send messages.`
       : 'You are muted by the teacher: you cannot send messages until you are unmuted.';
   } else if (connState !== 'online') {
-    why = connState === 'taken-over' || connState === 'refused' ? $('conn').textContent : 'Not connected: messages can be sent once back online.';
+    why = ['taken-over', 'refused', 'signed-out'].includes(connState) ? $('conn').textContent : 'Not connected: messages can be sent once back online.';
   }
   input.disabled = !!why;
   $('send').disabled = !!why;
@@ -234,6 +240,7 @@ function updateComposer() {
 
 function setConn(state, text) {
   connState = state;
+  if (states[states.length - 1] !== state) states.push(state);
   const c = $('conn');
   c.dataset.state = state;
   c.textContent = text || state;
@@ -256,9 +263,129 @@ function observe(id, online, ts, { announce = false } = {}) {
   m.ts = at;
   members.set(id, m);
   if (announce && changed && id !== me && !isStale(ts, Date.now(), staleMs)) {
-    noticeLine('status', `${id} is ${online ? 'online' : 'offline'}`, ts);
+    if (!online) {
+      clearTimeout(pendingOffline.get(id));
+      pendingOffline.set(id, setTimeout(() => {
+        pendingOffline.delete(id);
+        if (members.get(id) && members.get(id).online === false) noticeLine('status', `${id} is offline`, ts);
+      }, OFFLINE_GRACE_MS));
+    } else if (pendingOffline.has(id)) {
+      // Back within the grace period (a reconnect, e.g. with a renewed token): nothing to say.
+      clearTimeout(pendingOffline.get(id));
+      pendingOffline.delete(id);
+    } else {
+      noticeLine('status', `${id} is online`, ts);
+    }
   }
   renderMembers();
+}
+
+// --- sign-in: tokens from the page server, in memory only --------------------------------
+class SignInError extends Error {
+  constructor(status, kind, message) {
+    super(message);
+    this.status = status;
+    this.kind = kind;
+  }
+}
+/** The current token: {token, tokenId, expiresAt, refreshAt, lifetimeMs} (local ms), or null. */
+let cred = null;
+let credTimer = null;
+let refreshTimer = null;
+let pendingToken = null;
+let tokenRefreshes = 0;
+let connectAttempts = 0;
+
+/** A fresh token from the page server (POST token, with the school login's cookie). */
+function fetchToken() {
+  if (pendingToken) return pendingToken;
+  pendingToken = (async () => {
+    let res;
+    let body = {};
+    try {
+      res = await fetch('token', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ clientId: me, room }),
+        credentials: 'same-origin',
+        cache: 'no-store',
+      });
+      body = await res.json().catch(() => ({}));
+    } catch (e) {
+      throw new SignInError(0, 'unreachable', `the school login did not answer (${e.message})`);
+    }
+    if (!res.ok) throw new SignInError(res.status, body.error || '', body.message || `sign-in refused (HTTP ${res.status})`);
+    if (body.clientId !== me || body.room !== room || typeof body.token !== 'string') {
+      throw new SignInError(502, 'invalid', 'the school login answered with a token for someone else');
+    }
+    if (body.wsUrl && body.wsUrl !== wsUrl) {
+      // The stack was restarted on another port: this page's configuration (and CSP) is stale.
+      location.reload();
+      throw new SignInError(0, 'reload', 'the broker changed: reloading');
+    }
+    setCred(body, Date.now());
+    return cred;
+  })().finally(() => {
+    pendingToken = null;
+  });
+  return pendingToken;
+}
+
+const MAX_TIMER = 2 ** 31 - 1;
+function setCred(body, now) {
+  const t = tokenTimes(body, now);
+  cred = { token: body.token, tokenId: body.tokenId, ...t };
+  clearTimeout(credTimer);
+  // Kept no longer than its lifetime.
+  credTimer = setTimeout(() => {
+    if (cred && cred.expiresAt <= Date.now()) dropCred();
+  }, Math.min(t.lifetimeMs + 10, MAX_TIMER));
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(refresh, Math.min(Math.max(0, t.refreshAt - Date.now()), MAX_TIMER));
+}
+
+function dropCred() {
+  cred = null;
+  clearTimeout(credTimer);
+  clearTimeout(refreshTimer);
+  if (client) client.options.password = undefined;
+}
+
+/** 401 (no school session any more) and 403 (not enrolled in the room any more) end the page's sign-in. */
+function signInFatal(e) {
+  if (e.status === 401) {
+    stop('signed-out', `signed out: ${e.message}`);
+    $('reconnect').textContent = 'Sign in';
+    return true;
+  }
+  if (e.status === 403) {
+    stop('refused', `refused: ${e.message}`);
+    return true;
+  }
+  return e.kind === 'reload';
+}
+
+/** At 80 % of the token's lifetime: a fresh token, then a reconnect with it at once. */
+let planned = false; // the next close is ours (token renewal): reconnect at once
+let refreshing = false; // between that close and the next CONNACK
+async function refresh() {
+  if (stopped) return;
+  try {
+    await fetchToken();
+  } catch (e) {
+    if (signInFatal(e)) return;
+    console.warn('classroom: token renewal failed, retrying:', e.message);
+    clearTimeout(refreshTimer);
+    if (cred && cred.expiresAt - Date.now() > 2500) refreshTimer = setTimeout(refresh, 2000);
+    // Else the broker ends the session at expiry, and the reconnect fetches a token.
+    return;
+  }
+  if (stopped) return;
+  client.options.password = cred.token;
+  if (client.connected) {
+    planned = true;
+    client.stream.end();
+  }
 }
 
 // --- MQTT ---------------------------------------------------------------------------------
@@ -266,21 +393,47 @@ if (!window.mqtt) {
   setConn('refused', 'MQTT library missing (vendor/mqtt.min.js: run npm ci in web/)');
   throw new Error('mqtt.js not loaded');
 }
+// Reconnects are this page's (reconnectPeriod 0): each one first makes sure it holds a token
+// that is still valid, and keeps MQTT.js's message stores (unacknowledged QoS 1 publishes).
 const client = window.mqtt.connect(wsUrl, {
   clientId: me,
   username: me,
-  password,
   protocolVersion: 5,
   clean: false,
   keepalive: 30,
-  reconnectPeriod: 2000,
+  reconnectPeriod: 0,
   connectTimeout: 10_000,
-  resubscribe: true,
+  manualConnect: true,
   properties: { sessionExpiryInterval: 24 * 3600 },
 });
-window.classroom = { client, me, room, role, members, get staleDropped() { return staleDropped; } };
+window.classroom = {
+  client,
+  me,
+  room,
+  role,
+  members,
+  wsUrl,
+  states,
+  get staleDropped() {
+    return staleDropped;
+  },
+  get tokenRefreshes() {
+    return tokenRefreshes;
+  },
+  get connectAttempts() {
+    return connectAttempts;
+  },
+  get tokenId() {
+    return cred ? cred.tokenId : null;
+  },
+  get tokenExpiresAt() {
+    return cred ? cred.expiresAt : null;
+  },
+};
 
 let everConnected = false;
+let stopped = false;
+let reconnectTimer = null;
 // One client ID, one page: the broker closes the older connection when the same ID connects
 // again, and two pages would take it from each other forever. The newest page wins: it tells
 // the other pages of this browser (BroadcastChannel); across browsers, a connection the broker
@@ -299,18 +452,51 @@ if (channel) {
 let connectedAt = 0;
 let quickCloses = 0;
 function stop(state, text) {
+  stopped = true;
+  planned = false;
+  refreshing = false;
+  clearTimeout(reconnectTimer);
+  dropCred(); // a page that stopped holds no token
   client.end(true);
   setConn(state, text);
   $('reconnect').hidden = false;
 }
+
+function scheduleReconnect(delay) {
+  clearTimeout(reconnectTimer);
+  reconnectTimer = setTimeout(reconnect, delay);
+}
+async function reconnect() {
+  if (stopped || client.connected) return;
+  if (!cred || !tokenUsable(cred.expiresAt)) {
+    try {
+      await fetchToken();
+    } catch (e) {
+      if (signInFatal(e)) return;
+      setConn(connState === 'connecting' ? 'connecting' : 'reconnecting', `${e.message}; retrying…`);
+      scheduleReconnect(3000);
+      return;
+    }
+    if (stopped || client.connected) return;
+  }
+  client.options.password = cred.token;
+  connectAttempts++;
+  client.reconnect({ incomingStore: client.incomingStore, outgoingStore: client.outgoingStore });
+}
+
 client.on('connect', (connack) => {
   everConnected = true;
   connectedAt = Date.now();
+  if (refreshing) tokenRefreshes++;
+  refreshing = false;
+  document.body.dataset.tokenRefreshes = String(tokenRefreshes);
   if (channel) channel.postMessage({ type: 'claim', clientId: me, tab });
   observe(me, true, Date.now());
   setConn('online', 'online');
   const topics = Object.fromEntries(subscriptions(room, me).map((t) => [t, { qos: 1 }]));
   client.subscribe(topics, (err, granted) => {
+    // A connection that closed meanwhile is not a refusal: the next connect subscribes again.
+    if (err && /connection closed/i.test(String(err.message || err))) return;
     const refused = err ? [String(err.message || err)] : (granted || []).filter((g) => g.qos >= 128).map((g) => g.topic);
     if (refused.length) noticeLine('error', `Subscription refused: ${refused.join(', ')}`, Date.now());
     // Entering the room: the join makes us a member (status notices); idempotent.
@@ -318,18 +504,26 @@ client.on('connect', (connack) => {
   });
   if (!connack.sessionPresent) console.info('classroom: new session');
 });
-client.on('reconnect', () => setConn('reconnecting', 'reconnecting…'));
-client.on('offline', () => {
-  if (connState === 'online') setConn('reconnecting', 'reconnecting…');
-});
 client.on('close', () => {
-  if (connState !== 'online') return;
-  quickCloses = connectedAt && Date.now() - connectedAt < 3000 ? quickCloses + 1 : 0;
-  if (quickCloses >= 3) {
-    stop('taken-over', 'signed in elsewhere? the broker keeps closing this connection');
+  if (stopped) return;
+  if (planned) {
+    // Our own close for a token renewal: straight back with the fresh token. The page stays
+    // "online" (a chat typed meanwhile is queued by MQTT.js and sent on the new connection).
+    planned = false;
+    refreshing = true;
+    scheduleReconnect(0);
     return;
   }
-  setConn('reconnecting', 'reconnecting…');
+  if (connState === 'online') {
+    quickCloses = connectedAt && Date.now() - connectedAt < 3000 ? quickCloses + 1 : 0;
+    if (quickCloses >= 3) {
+      stop('taken-over', 'signed in elsewhere? the broker keeps closing this connection');
+      return;
+    }
+    setConn('reconnecting', 'reconnecting…');
+  }
+  refreshing = false;
+  scheduleReconnect(2000);
 });
 client.on('disconnect', (packet) => {
   // MQTT 5 server DISCONNECT. 0x8E: another connection with our client ID took the session.
@@ -337,12 +531,13 @@ client.on('disconnect', (packet) => {
 });
 client.on('error', (err) => {
   const code = err && err.code;
+  const reason = String((err && err.message) || err).replace(/^Connection refused: /, '');
   if (code === 0x86 || code === 0x87) {
-    stop('refused', `refused by the broker (${err.message}): wrong password for ${me}? sign in again`);
-  } else if (code === 0x85 || code === 0x8c) {
-    stop('refused', `refused by the broker: ${err.message}`);
+    stop('refused', `refused by the broker (${reason}): the token was not accepted (revoked, or its key retired); sign in again`);
+  } else if (code === 0x85 || code === 0x8a || code === 0x8c) {
+    stop('refused', `refused by the broker: ${reason}`);
   } else if (!everConnected) {
-    setConn('reconnecting', `cannot reach the broker (${err.message || err}); retrying…`);
+    setConn(connState === 'connecting' ? 'connecting' : 'reconnecting', `cannot reach the broker (${reason}); retrying…`);
   }
 });
 
@@ -404,9 +599,12 @@ function onP2p(m) {
       break;
     }
     case 'rejected': {
-      if (!forUs) return;
+      // One client ID, one page: a rejection quoting our message, or for a room we are not
+      // enrolled in, is ours even when it names another room.
       const text = b.refMsgId && sent.get(String(b.refMsgId));
-      const li = noticeLine('rejected', `Not delivered${text != null ? ` (“${text.length > 80 ? `${text.slice(0, 80)}…` : text}”)` : ''}: ${rejectionText(b.reason)}.`, m.ts);
+      if (!forUs && text == null && b.reason !== 'not_enrolled') return;
+      const li = noticeLine('rejected', `Not delivered${text != null ? ` (“${text.length > 80 ? `${text.slice(0, 80)}…` : text}”)` : ''}: ${rejectionText(b.reason, b.roomId)}.`, m.ts);
+      li.dataset.room = String(b.roomId ?? '');
       li.dataset.reason = String(b.reason || '');
       break;
     }
@@ -507,13 +705,69 @@ if (role === 'teacher') {
   wrap.append(sel);
   $('members').insertBefore(wrap, $('member-list'));
 }
-$('leave').addEventListener('click', () => client.end());
-$('reconnect').addEventListener('click', () => {
+// Leave: ends this sign-in at the school login too (the next visit asks for the password).
+$('leave').addEventListener('click', async (ev) => {
+  ev.preventDefault();
+  stopped = true;
+  clearTimeout(reconnectTimer);
+  dropCred();
+  client.end();
+  await fetch('logout', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ clientId: me, room }),
+    credentials: 'same-origin',
+    keepalive: true,
+    signal: AbortSignal.timeout(3000),
+  }).catch(() => {});
+  location.href = signInUrl();
+});
+$('reconnect').addEventListener('click', async () => {
+  if (connState === 'signed-out') {
+    location.href = signInUrl();
+    return;
+  }
   $('reconnect').hidden = true;
   quickCloses = 0;
+  stopped = false;
   setConn('connecting', 'connecting…');
+  try {
+    await fetchToken();
+  } catch (e) {
+    if (signInFatal(e)) return;
+    stopped = true;
+    setConn('refused', `${e.message}: try again`);
+    $('reconnect').hidden = false;
+    return;
+  }
+  client.options.password = cred.token;
+  connectAttempts++;
   client.reconnect();
 });
 
+// --- start: a token for this room, then the broker -------------------------------------------
+async function start() {
+  for (;;) {
+    try {
+      await fetchToken();
+      break;
+    } catch (e) {
+      if (e.status === 401) {
+        // No school sign-in for this client ID and room in this browser (or it ended).
+        location.replace(signInUrl(e.message));
+        return;
+      }
+      if (signInFatal(e)) return;
+      setConn('connecting', `${e.message}; retrying…`);
+      await new Promise((ok) => setTimeout(ok, 3000));
+    }
+  }
+  if (stopped) return;
+  client.options.password = cred.token;
+  connectAttempts++;
+  client.connect();
+}
+
 members.set(me, { ...(members.get(me) || {}), online: false, ts: 0 });
-setConn('connecting', 'connecting…');
+setConn('connecting', 'signing in…');
+start();

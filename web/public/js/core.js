@@ -148,8 +148,8 @@ export class SeenIds {
   }
 }
 
-/** Human text for a `rejected` notice's reason. */
-export function rejectionText(reason) {
+/** Human text for a `rejected` notice's reason (`room`: the notice's roomId, when it has one). */
+export function rejectionText(reason, room = null) {
   return (
     {
       muted: 'you are muted in this room',
@@ -159,6 +159,7 @@ export function rejectionText(reason) {
       not_teacher: 'only a teacher may do that',
       target_not_student: 'only a student can be muted',
       invalid_command: 'the command was not valid',
+      not_enrolled: room != null ? `you are not enrolled in room ${room}` : 'you are not enrolled in that room',
     }[reason] || `refused (${reason})`
   );
 }
@@ -190,38 +191,58 @@ export function isMuted(state, now = Date.now()) {
   return !!(state && state.muted && (state.until == null || state.until > now));
 }
 
-// --- credentials --------------------------------------------------------------------------
-// A client signs in with its client ID as username and its password (the local stack's roster;
-// AWS IoT Core checks a device certificate instead). The password is kept per client ID in
-// localStorage, as a device keeps its credential, and never travels in a URL sent to a server.
-const PASSWORD_PREFIX = 'classroom.password.';
+// --- sign-in ------------------------------------------------------------------------------
+// A page signs in with its client ID as MQTT username and a classroom token as password (SPEC
+// §8). The token comes from the page server's school login (POST /login with the directory's
+// password, then POST /token with the session cookie) and lives only in the page's memory, no
+// longer than its lifetime: nothing of the sign-in is written to localStorage or a URL.
+
+/** Why `id` is not a `<group>@@@<device>` client ID (§3), or null. */
+export function clientIdTextError(id) {
+  const s = String(id ?? '');
+  const i = s.indexOf(CLIENT_ID_SEPARATOR);
+  if (i < 0) return `client ID "${s}" has no ${CLIENT_ID_SEPARATOR} between group and device`;
+  return clientIdError(s.slice(0, i), s.slice(i + CLIENT_ID_SEPARATOR.length));
+}
+
+/** A token is renewed at this fraction of its lifetime (the broker ends the session at 100 %). */
+export const REFRESH_AT = 0.8;
+/** A token with less than this left is not used for a new connection: a fresh one is fetched. */
+export const TOKEN_MARGIN_MS = 5000;
 
 /**
- * The password carried by a link's fragment (`#password=...`, as `make web` prints them),
- * removed from the address bar once read. `null` when there is none.
+ * The times of a token received at `receivedAt` (local ms) from a response with `issuedAt` and
+ * `expiresAt` (seconds, the issuer's clock): `{expiresAt, refreshAt}` in local ms. Only the
+ * lifetime is taken from the issuer, so a browser clock that is off does not matter.
  */
-export function passwordFromHash(loc, hist) {
-  const hash = new URLSearchParams(String(loc.hash || '').replace(/^#/, ''));
-  const pw = hash.get('password');
-  if (!pw) return null;
-  if (hist && typeof hist.replaceState === 'function') hist.replaceState(null, '', `${loc.pathname}${loc.search}`);
-  return pw;
+export function tokenTimes(issued, receivedAt) {
+  const lifetimeMs = Math.max(0, (Number(issued.expiresAt) - Number(issued.issuedAt)) * 1000);
+  return { expiresAt: receivedAt + lifetimeMs, refreshAt: receivedAt + Math.floor(lifetimeMs * REFRESH_AT), lifetimeMs };
 }
 
-/** The password remembered for `id` (null when none or storage is unavailable). */
-export function savedPassword(store, id) {
-  try {
-    return (store && store.getItem(PASSWORD_PREFIX + id)) || null;
-  } catch {
-    return null;
-  }
+/** Whether a token expiring at `expiresAt` (local ms) may still open a connection at `now`. */
+export function tokenUsable(expiresAt, now = Date.now(), margin = TOKEN_MARGIN_MS) {
+  return Number.isFinite(expiresAt) && expiresAt - now > margin;
 }
 
-/** Remembers `pw` for `id` (no-op without storage). */
-export function savePassword(store, id, pw) {
+/**
+ * Removes what earlier versions of the pages kept in localStorage (a password per client ID,
+ * `classroom.password.<id>`): a credential does not stay in the browser. Returns how many.
+ */
+export function forgetSavedPasswords(store) {
+  let n = 0;
   try {
-    if (store && pw) store.setItem(PASSWORD_PREFIX + id, pw);
+    if (!store) return 0;
+    const keys = [];
+    for (let i = 0; i < store.length; i++) keys.push(store.key(i));
+    for (const k of keys) {
+      if (k && k.startsWith('classroom.password.')) {
+        store.removeItem(k);
+        n++;
+      }
+    }
   } catch {
-    // storage full or disabled: the page still connects with the password it holds
+    // storage disabled: nothing was kept there either
   }
+  return n;
 }

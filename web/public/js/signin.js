@@ -1,29 +1,16 @@
-// Sign-in: role + device ID + password + room, validated per SPEC §3, then on to teacher.html
-// or student.html with the choice in the query string. The password stays in this browser
-// (localStorage, per client ID, like a device keeps its credential), never in a URL sent to a
-// server: the links `make web` prints carry it in the fragment.
-import { clientId, clientIdError, passwordFromHash, roomIdError, savePassword, savedPassword } from './core.js';
+// Sign-in: role + device ID + password + room, validated per SPEC §3, then the page server's
+// school login (POST login): the directory's password for that client ID, and the room must be
+// one the person attends. On success the server sets the sign-in cookie and the browser goes on
+// to teacher.html or student.html, which fetches its own token (POST token) with that cookie.
+// The password is sent once, to this page's own server, and kept nowhere; the token of the
+// login answer is not kept either.
+import { clientId, clientIdError, forgetSavedPasswords, roomIdError } from './core.js';
 
 const cfg = window.CLASSROOM || {};
 const groups = { teacher: (cfg.teacherGroups || ['GID_teacher'])[0], student: (cfg.studentGroups || ['GID_student'])[0] };
 const $ = (id) => document.getElementById(id);
 const form = $('signin');
 const params = new URLSearchParams(location.search);
-
-// Prefill: what the page was sent back with, else the last sign-in on this browser.
-let last = {};
-try {
-  last = JSON.parse(localStorage.getItem('classroom.signin') || '{}');
-} catch {
-  last = {};
-}
-const role = params.get('role') || last.role;
-if (role === 'teacher' || role === 'student') $(`role-${role}`).checked = true;
-$('device').value = params.get('device') || last.device || '';
-$('room').value = params.get('room') || last.room || '1';
-$('ws').value = params.get('ws') || cfg.wsUrl || '';
-if (params.get('error')) $('error').textContent = params.get('error');
-const fromLink = passwordFromHash(location, history);
 const store = (() => {
   try {
     return localStorage;
@@ -31,22 +18,27 @@ const store = (() => {
     return null;
   }
 })();
+// Earlier versions kept a password per client ID in localStorage: no more.
+forgetSavedPasswords(store);
+
+// Prefill: what the page was sent back with, else the last sign-in on this browser (role,
+// device and room only: nothing secret).
+let last = {};
+try {
+  last = JSON.parse((store && store.getItem('classroom.signin')) || '{}');
+} catch {
+  last = {};
+}
+const role = params.get('role') || last.role;
+if (role === 'teacher' || role === 'student') $(`role-${role}`).checked = true;
+$('device').value = params.get('device') || last.device || '';
+$('room').value = params.get('room') || last.room || '1';
+if ($('device').value) $('password').focus();
 
 function current() {
   const r = form.role.value;
-  return { role: r, group: groups[r], device: $('device').value.trim(), room: $('room').value.trim(), ws: $('ws').value.trim(), password: $('password').value };
+  return { role: r, group: groups[r], device: $('device').value.trim(), room: $('room').value.trim(), password: $('password').value };
 }
-// The password remembered for the client ID being typed (unless the user typed one).
-let typedPassword = false;
-$('password').addEventListener('input', () => {
-  typedPassword = true;
-});
-function prefillPassword() {
-  if (typedPassword) return;
-  const c = current();
-  $('password').value = fromLink || savedPassword(store, clientId(c.group, c.device)) || '';
-}
-prefillPassword();
 
 function check(showEmpty) {
   const c = current();
@@ -54,26 +46,62 @@ function check(showEmpty) {
   let err = null;
   if (c.device || showEmpty) err = clientIdError(c.group, c.device);
   if (!err && (c.room || showEmpty)) err = roomIdError(c.room);
-  if (!err && showEmpty && !c.password) err = 'enter the password of this client ID';
-  if (!err && showEmpty && !/^wss?:\/\//.test(c.ws)) err = 'the broker URL must start with ws:// or wss://';
-  $('error').textContent = err || '';
-  $('device').setAttribute('aria-invalid', String(!!err && /device|client/.test(err)));
-  $('room').setAttribute('aria-invalid', String(!!err && /room/.test(err)));
+  if (!err && showEmpty && !c.password) err = 'enter the password of this client ID (the school directory)';
+  if (!err && showEmpty && !cfg.wsUrl) err = 'no broker is configured (is the local stack up? `make up`, then `make web`)';
+  showError(err || '', err);
   return err;
 }
 
-form.addEventListener('input', (ev) => {
-  if (ev.target.id !== 'password') prefillPassword();
-  check(false);
-});
-form.addEventListener('submit', (ev) => {
+function showError(text, err = text) {
+  $('error').textContent = text;
+  $('device').setAttribute('aria-invalid', String(!!err && /device|client/.test(err)));
+  $('room').setAttribute('aria-invalid', String(!!err && /room/.test(err)));
+  $('password').setAttribute('aria-invalid', String(!!err && /password/.test(err)));
+}
+
+form.addEventListener('input', () => check(false));
+form.addEventListener('submit', async (ev) => {
   ev.preventDefault();
   if (check(true)) return;
   const c = current();
-  localStorage.setItem('classroom.signin', JSON.stringify({ role: c.role, device: c.device, room: c.room }));
-  savePassword(store, clientId(c.group, c.device), c.password);
-  const q = new URLSearchParams({ device: c.device, room: c.room });
-  if (c.ws && c.ws !== cfg.wsUrl) q.set('ws', c.ws);
-  location.href = `${c.role}.html?${q}`;
+  const id = clientId(c.group, c.device);
+  const button = $('enter');
+  button.disabled = true;
+  $('error').textContent = '';
+  let res;
+  let body = {};
+  try {
+    res = await fetch('login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ clientId: id, password: c.password, room: c.room }),
+      credentials: 'same-origin',
+      cache: 'no-store',
+    });
+    body = await res.json().catch(() => ({}));
+  } catch (e) {
+    button.disabled = false;
+    showError(`the school login did not answer (${e.message}): is \`make web\` still running?`);
+    return;
+  }
+  if (!res.ok) {
+    button.disabled = false;
+    const msg = body.message || `sign-in refused (HTTP ${res.status})`;
+    showError(msg);
+    document.body.dataset.refused = String(body.error || res.status);
+    if (res.status === 401) $('password').select();
+    if (res.status === 403) $('room').select();
+    return;
+  }
+  // Signed in: the room page fetches its own token with the cookie. Nothing secret is kept.
+  $('password').value = '';
+  try {
+    if (store) store.setItem('classroom.signin', JSON.stringify({ role: c.role, device: c.device, room: c.room }));
+  } catch {
+    // storage disabled: no prefill next time
+  }
+  location.href = `${c.role}.html?${new URLSearchParams({ device: c.device, room: c.room })}`;
 });
 check(false);
+// Sent back by a room page (no sign-in, or it ended): say why, after the form's own check.
+if (params.get('error')) $('error').textContent = params.get('error');
