@@ -14,7 +14,7 @@ PIP := $(VENV)/bin/pip
 APT_PACKAGES := mosquitto mosquitto-clients
 DEPS_STAMP := $(VENV)/.deps-stamp
 
-.PHONY: help deps apt venv test test-rust lint fmt bench bench-mapping bench-inflow bench-presence bench-moderation bench-signin invoke watch
+.PHONY: help deps apt venv test test-rust lint fmt bench bench-mapping bench-inflow bench-presence bench-moderation bench-signin bench-authorizer-cold fixture-moto invoke watch
 
 help:
 	@echo "make demo        the local classroom end to end (set-up, stack, scenarios, teardown)"
@@ -33,6 +33,7 @@ help:
 	@echo "make deploy      sam build + sam deploy (needs an AWS account; see infra/DEPLOY.md)"
 	@echo "make watch       cargo lambda watch on 127.0.0.1:9000"
 	@echo "make invoke FN=outflow FIXTURE=chat-from-student   invoke a function under watch"
+	@echo "make fixture-moto  the moto that make invoke FN=authorizer FIXTURE=mqtt-over-wss needs"
 
 # --- set-up: Debian packages and the project venv -------------------------------------------
 apt:
@@ -93,7 +94,12 @@ bench-moderation: deps
 bench-signin:
 	cargo bench -p signin --bench verify -- --noplot
 
-bench: bench-mapping bench-inflow bench-presence bench-moderation bench-signin
+# The authorizer's cold start: its release bootstrap against a mock Runtime API and moto
+# (process start -> first /next -> first answer, peak RSS; printed, never asserted).
+bench-authorizer-cold: deps
+	cargo test -p authorizer --release --test cold_start -- --ignored --nocapture
+
+bench: bench-mapping bench-inflow bench-presence bench-moderation bench-signin bench-authorizer-cold
 
 # --- cargo lambda, locally --------------------------------------------------------------------
 WATCH_PORT ?= 9000
@@ -104,6 +110,11 @@ FIXTURE ?= chat-from-student
 # to target/ (writing them inside a crate would restart the build forever).
 watch: $(VENV)/bin/cargo-lambda
 	AWS_REGION=$${AWS_REGION:-us-east-1} PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda watch -A 127.0.0.1 -P $(WATCH_PORT)
+
+# `make invoke FN=authorizer` needs its fixture environment: moto on 127.0.0.1:5055 with the
+# fixture key set and TokenTable (functions/authorizer/Cargo.toml [package.metadata.lambda.env]).
+fixture-moto: deps
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo run -p authorizer --example fixture-moto
 
 invoke: $(VENV)/bin/cargo-lambda
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda invoke $(FN) -A 127.0.0.1 -P $(WATCH_PORT) \

@@ -52,6 +52,7 @@ FUNCTION_ENV = {
         "MUTE_TABLE",
         "MEMBERSHIP_TABLE",
         "PRESENCE_TABLE",
+        "ENROLLMENT_TABLE",
         "DOWNLINK_QUEUE_URL",
         "BANNED_WORDS",
         "MODERATION_MODE",
@@ -60,6 +61,15 @@ FUNCTION_ENV = {
         "STUDENT_GROUPS",
     },
     "presence-query": {"PRESENCE_TABLE"},
+    "token": {
+        "TOKEN_TABLE",
+        "ENROLLMENT_TABLE",
+        "SIGNING_KEYS_SECRET_ID",
+        "IOT_ARN_PREFIX",
+        "TEACHER_GROUPS",
+        "STUDENT_GROUPS",
+    },
+    "authorizer": {"SIGNING_KEYS_SECRET_ID", "TOKEN_TABLE", "IOT_ARN_PREFIX"},
 }
 
 # The key schemas the Rust store adapters rely on: (hash, range), and GSIs by name.
@@ -68,8 +78,16 @@ TABLE_KEYS = {
     "AttendanceTable": (("clientId", "sessionId"), {}),
     "MembershipTable": (("roomId", "clientId"), {"byClient": ("clientId", "roomId")}),
     "MuteTable": (("roomId", "clientId"), {}),
+    # Sign-in (design: token#<jti> and client#<clientId> items under one string key).
+    "TokenTable": (("id", None), {}),
+    "EnrollmentTable": (("clientId", "roomId"), {}),
 }
-TABLE_TTL = {"MuteTable": "expiresAt", "PresenceTable": "expiresAt"}
+TABLE_TTL = {
+    "MuteTable": "expiresAt",
+    "PresenceTable": "expiresAt",
+    "TokenTable": "expiresAt",
+    "EnrollmentTable": "expiresAt",
+}
 
 # Actions AWS only grants on Resource "*" (none is used today; listed so that adding one is a
 # deliberate act).
@@ -470,7 +488,12 @@ def check_tables(t: Template) -> list[str]:
             continue
         p = props(tables[tid])
         if _keys(p.get("KeySchema")) != (hash_key, range_key):
-            out.append(f"table {tid}: key schema is not HASH {hash_key} RANGE {range_key}")
+            wanted = f"HASH {hash_key}" + (f" RANGE {range_key}" if range_key else " (no RANGE)")
+            out.append(f"table {tid}: key schema is not {wanted}")
+        types = {d.get("AttributeName"): d.get("AttributeType") for d in p.get("AttributeDefinitions") or []}
+        for key in (hash_key, range_key):
+            if key and types.get(key) != "S":
+                out.append(f"table {tid}: key attribute {key} is not a string (AttributeType S)")
         have = {g.get("IndexName"): g for g in p.get("GlobalSecondaryIndexes") or []}
         for name, keys in gsis.items():
             g = have.get(name)
@@ -499,7 +522,8 @@ def _keys(schema: Any) -> tuple[str | None, str | None]:
 
 
 def check_outputs(t: Template) -> list[str]:
-    """Every queue and table is an output, and so is the query endpoint."""
+    """Every queue, table, secret and IoT authorizer is an output, and so are the HTTP APIs'
+    URLs and the browsers' WSS URL."""
     outputs = t.get("Outputs") or {}
     exported = {r for o in outputs.values() for r in _references(o.get("Value"))}
     out = [
@@ -511,6 +535,16 @@ def check_outputs(t: Template) -> list[str]:
     for api in resources(t, "AWS::Serverless::HttpApi"):
         if api not in exported:
             out.append(f"HTTP API {api} has no output with its URL")
+    for kind, rtype in (("secret", "AWS::SecretsManager::Secret"), ("IoT authorizer", "AWS::IoT::Authorizer")):
+        for rid in resources(t, rtype):
+            if rid not in exported:
+                out.append(f"{kind} {rid} has no output")
+    wss = [
+        o for o in outputs.values()
+        if "wss://" in json.dumps(o.get("Value")) and "x-amz-customauthorizer-name" in json.dumps(o.get("Value"))
+    ]
+    if resources(t, "AWS::IoT::Authorizer") and not wss:
+        out.append("no output gives browsers the WSS URL wss://<endpoint>/mqtt?x-amz-customauthorizer-name=<name>")
     return out
 
 
@@ -620,6 +654,269 @@ def _resource_violations(t: Template, kind: str, res: Any, actions: list[str], o
     return [f"Resource {res!r} is not a resource of this stack"]
 
 
+# ------------------------------------------------------------------ sign-in (§8)
+
+AUTHORIZER = "AWS::IoT::Authorizer"
+PERMISSION = "AWS::Lambda::Permission"
+SECRET = "AWS::SecretsManager::Secret"
+IOT_POLICY = "AWS::IoT::Policy"
+HTTP_API = "AWS::Serverless::HttpApi"
+# IoT Core waits at most 5 s for a custom authorizer's answer.
+AUTHORIZER_TIMEOUT_MAX = 5
+# The issuer's routes (design doc), each IAM-authorized.
+TOKEN_ROUTES = {
+    ("POST", "/tokens"),
+    ("POST", "/tokens/classroom"),
+    ("GET", "/tokens/{tokenId}"),
+    ("POST", "/tokens/query"),
+    ("POST", "/tokens/{tokenId}/revoke"),
+    ("POST", "/clients/{clientId}/revoke"),
+}
+# Exactly what the sign-in roles may do: (action, resource) with the resource as the logical
+# ID it points to. Anything more, or less, is a violation.
+ROLE_GRANTS = {
+    "AuthorizerRole": {
+        ("logs:CreateLogStream", "AuthorizerLogGroup"),
+        ("logs:PutLogEvents", "AuthorizerLogGroup"),
+        ("secretsmanager:GetSecretValue", "SigningKeysSecret"),
+        ("dynamodb:BatchGetItem", "TokenTable"),
+    },
+    "TokenRole": {
+        ("logs:CreateLogStream", "TokenLogGroup"),
+        ("logs:PutLogEvents", "TokenLogGroup"),
+        ("secretsmanager:GetSecretValue", "SigningKeysSecret"),
+        ("dynamodb:GetItem", "TokenTable"),
+        ("dynamodb:BatchGetItem", "TokenTable"),
+        ("dynamodb:PutItem", "TokenTable"),
+        ("dynamodb:UpdateItem", "TokenTable"),
+        ("dynamodb:Query", "EnrollmentTable"),
+        ("dynamodb:BatchWriteItem", "EnrollmentTable"),
+    },
+}
+# Who may touch the sign-in resources at all (any action), and what the others may do.
+RESOURCE_USERS = {
+    "SigningKeysSecret": {"AuthorizerRole", "TokenRole"},
+    "TokenTable": {"AuthorizerRole", "TokenRole"},
+    "EnrollmentTable": {"TokenRole", "ModerationRole"},
+}
+# Moderation reads enrollments (with the mute item, one BatchGetItem per chat); never writes.
+READ_ONLY_GRANTS = {("ModerationRole", "EnrollmentTable"): {"dynamodb:GetItem", "dynamodb:BatchGetItem"}}
+
+
+def role_grants(t: Template, rid: str) -> set[tuple[str, str]]:
+    """(action, resource) of every Allow in a role's inline policies; the resource is the
+    logical ID a Ref/GetAtt points to, ``X/rest`` for ``!Sub '${X.Arn}/rest'``, else the text."""
+    out = set()
+    role = resources(t).get(rid) or {}
+    for pol in props(role).get("Policies") or []:
+        for st in _statements(pol.get("PolicyDocument")):
+            if st.get("Effect") != "Allow":
+                continue
+            for action in _as_list(st.get("Action", [])):
+                for res in _as_list(st.get("Resource", [])):
+                    out.add((action, _resource_key(res)))
+    return out
+
+
+def _resource_key(res: Any) -> str:
+    ref = target(res)
+    if ref:
+        return ref
+    if isinstance(res, dict) and "Fn::Sub" in res and isinstance(res["Fn::Sub"], str):
+        return re.sub(r"\$\{([^}.!]+)(\.[^}]+)?\}", r"\1", res["Fn::Sub"])
+    return json.dumps(res) if not isinstance(res, str) else res
+
+
+def _function_by_binary(t: Template, name: str) -> tuple[str | None, dict]:
+    for fid, fn in resources(t, FUNCTION).items():
+        if binary(fn) == name:
+            return fid, fn
+    return None, {}
+
+
+def check_authorizer(t: Template) -> list[str]:
+    """The IoT custom authorizer verifies our token itself (signing disabled), is active, calls
+    the `authorizer` binary within IoT's 5 s, and only IoT, for this authorizer in this
+    account, may invoke that function."""
+    out = []
+    authorizers = resources(t, AUTHORIZER)
+    fid, fn = _function_by_binary(t, "authorizer")
+    if not authorizers:
+        out.append("no AWS::IoT::Authorizer: classroom clients could not sign in with a token")
+    if fid is None:
+        out.append("no function builds the authorizer binary")
+    for aid, a in authorizers.items():
+        p = props(a)
+        if p.get("SigningDisabled") is not True:
+            out.append(f"authorizer {aid}: SigningDisabled is not true (the MQTT password carries no IoT token signature)")
+        if p.get("Status") != "ACTIVE":
+            out.append(f"authorizer {aid}: Status is {p.get('Status')!r}, not ACTIVE")
+        if p.get("EnableCachingForHttp") not in (None, False):
+            out.append(f"authorizer {aid}: EnableCachingForHttp would reuse a verdict past a revocation")
+        arn = p.get("AuthorizerFunctionArn")
+        if not (isinstance(arn, dict) and "Fn::GetAtt" in arn and target(arn) == fid and fid is not None):
+            out.append(f"authorizer {aid}: AuthorizerFunctionArn {arn!r} is not !GetAtt {fid}.Arn")
+    if fid is not None:
+        timeout = number(t, function_properties(t, fn).get("Timeout", SAM_DEFAULT_TIMEOUT), "max")
+        if timeout is None or timeout > AUTHORIZER_TIMEOUT_MAX:
+            out.append(f"{fid}: timeout {timeout} s is over IoT's {AUTHORIZER_TIMEOUT_MAX} s authorizer limit")
+        if (function_properties(t, fn).get("Events") or {}):
+            out.append(f"{fid}: has event sources; only IoT Core may invoke the authorizer")
+    permissions = {
+        pid: props(p)
+        for pid, p in resources(t, PERMISSION).items()
+        if target(props(p).get("FunctionName")) == fid and fid is not None
+    }
+    for aid in authorizers:
+        good = [
+            pid
+            for pid, p in permissions.items()
+            if p.get("Action") == "lambda:InvokeFunction"
+            and p.get("Principal") == "iot.amazonaws.com"
+            and isinstance(p.get("SourceArn"), dict)
+            and "Fn::GetAtt" in p["SourceArn"]
+            and target(p["SourceArn"]) == aid
+            and p.get("SourceAccount") == {"Ref": "AWS::AccountId"}
+        ]
+        if not good:
+            out.append(
+                f"authorizer {aid}: no AWS::Lambda::Permission lets iot.amazonaws.com invoke {fid} "
+                f"with SourceArn !GetAtt {aid}.Arn and SourceAccount !Ref AWS::AccountId"
+            )
+    for pid, p in permissions.items():
+        if p.get("Principal") != "iot.amazonaws.com" or target(p.get("SourceArn")) not in authorizers:
+            out.append(f"permission {pid}: lets {p.get('Principal')!r} invoke {fid} beyond the IoT authorizer")
+    return out
+
+
+def check_http_routes(t: Template) -> list[str]:
+    """Every HTTP route is IAM-authorized, on an API of this template; the issuer serves
+    exactly the token routes."""
+    out = []
+    apis = resources(t, HTTP_API)
+    for aid, api in apis.items():
+        auth = props(api).get("Auth") or {}
+        if auth.get("DefaultAuthorizer") != "AWS_IAM" or auth.get("EnableIamAuthorizer") is not True:
+            out.append(f"HTTP API {aid}: routes are not AWS_IAM-authorized by default")
+    routes: dict[str, set[tuple[str, str]]] = {}
+    for fid, fn in resources(t, FUNCTION).items():
+        for name, ev in (function_properties(t, fn).get("Events") or {}).items():
+            if ev.get("Type") != "HttpApi":
+                continue
+            ep = ev.get("Properties") or {}
+            api = target(ep.get("ApiId"))
+            if api not in apis:
+                out.append(f"{fid}.{name}: route is not on an HTTP API of this template (SAM would create an open one)")
+            authorizer = (ep.get("Auth") or {}).get("Authorizer")
+            if authorizer not in (None, "AWS_IAM"):
+                out.append(f"{fid}.{name}: route overrides the IAM authorization with {authorizer!r}")
+            routes.setdefault(binary(fn) or fid, set()).add((str(ep.get("Method", "")).upper(), ep.get("Path")))
+    token = routes.get("token", set())
+    for method, path in sorted(TOKEN_ROUTES - token):
+        out.append(f"the issuer lacks the route {method} {path}")
+    for method, path in sorted(token - TOKEN_ROUTES):
+        out.append(f"the issuer serves {method} {path}, which the design does not have")
+    return out
+
+
+def check_sign_in_grants(t: Template) -> list[str]:
+    """The sign-in roles hold exactly their grants; the key secret and the sign-in tables are
+    reachable only by the roles that need them, and moderation only reads enrollments."""
+    out = []
+    for rid, wanted in ROLE_GRANTS.items():
+        if rid not in resources(t):
+            out.append(f"role {rid} is missing")
+            continue
+        have = role_grants(t, rid)
+        for action, res in sorted(have - wanted):
+            out.append(f"role {rid}: {action} on {res} is more than it needs")
+        for action, res in sorted(wanted - have):
+            out.append(f"role {rid}: lacks {action} on {res}")
+    for rid in resources(t, "AWS::IAM::Role"):
+        have = role_grants(t, rid)
+        for res, users in RESOURCE_USERS.items():
+            actions = {a for a, r in have if r == res}
+            if actions and rid not in users:
+                out.append(f"role {rid}: may {sorted(actions)} on {res}, which only {sorted(users)} may use")
+            allowed = READ_ONLY_GRANTS.get((rid, res))
+            if allowed is not None:
+                for a in sorted(actions - allowed):
+                    out.append(f"role {rid}: {a} on {res}; it may only read it ({sorted(allowed)})")
+                for a in sorted(allowed - actions):
+                    out.append(f"role {rid}: lacks {a} on {res}")
+    for fid, fn in resources(t, FUNCTION).items():
+        env = (function_properties(t, fn).get("Environment") or {}).get("Variables") or {}
+        secret = env.get("SIGNING_KEYS_SECRET_ID")
+        if secret is not None and target(secret) != "SigningKeysSecret":
+            out.append(f"{fid}: SIGNING_KEYS_SECRET_ID is {secret!r}, not !Ref SigningKeysSecret")
+        prefix = env.get("IOT_ARN_PREFIX")
+        if prefix is not None and prefix != {"Fn::Sub": "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}"}:
+            out.append(f"{fid}: IOT_ARN_PREFIX is {prefix!r}, not this account's and region's IoT ARN prefix")
+    return out
+
+
+def check_secrets_hold_no_keys(t: Template) -> list[str]:
+    """No secret value in the template is a usable key set or credential: a key in this file
+    would sign tokens for anyone who can read it. Placeholders are written after deployment."""
+    out = []
+    for sid, sec in resources(t, SECRET).items():
+        p = props(sec)
+        if "GenerateSecretString" in p:
+            out.append(f"secret {sid}: GenerateSecretString cannot make a key set; write it after deployment")
+        text = p.get("SecretString")
+        if text is None:
+            continue
+        try:
+            value = json.loads(text) if isinstance(text, str) else None
+        except json.JSONDecodeError:
+            value = None
+        if not isinstance(value, dict):
+            out.append(f"secret {sid}: SecretString is not a JSON placeholder object")
+            continue
+        secret_keys = {"keys", "current", "password", "keyPem"} & set(value)
+        if secret_keys:
+            out.append(f"secret {sid}: SecretString holds {sorted(secret_keys)}: key material in the template")
+    return out
+
+
+def _iot_statements(t: Template) -> Iterator[tuple[str, dict, list[str], list[str]]]:
+    """(policy ID, statement, actions, resources after ``...:<account>:``) of every IoT
+    policy statement that allows something."""
+    for pid, pol in resources(t, IOT_POLICY).items():
+        for st in _statements(props(pol).get("PolicyDocument")):
+            if st.get("Effect") != "Allow":
+                continue
+            actions = [a for a in _as_list(st.get("Action", [])) if isinstance(a, str)]
+            res = []
+            for r in _as_list(st.get("Resource", [])):
+                text = sub_with_defaults(t, r) or ""
+                res.append(text.split("${AWS::AccountId}:", 1)[-1])
+            yield pid, st, actions, res
+
+
+def check_no_classroom_certificate_policy(t: Template) -> list[str]:
+    """Certificate policies are for the backend only: a classroom client's policy comes from the
+    authorizer, from its token, naming its rooms. No IoT policy may let a client connect
+    outside the backend's ``backend-`` client IDs, nor read every room (a ``*`` where a token
+    names a room), which is what a certificate policy would have to grant."""
+    out = []
+    down = default(t, "DownlinkParent")
+    prefix = default(t, "MqttClientIdPrefix") or ""
+    if not str(prefix).startswith("backend-") or "backend-" not in str(
+        (parameter(t, "MqttClientIdPrefix") or {}).get("AllowedPattern", "")
+    ):
+        out.append("parameter MqttClientIdPrefix must be held to backend-... by its AllowedPattern")
+    room_wide = re.compile(rf"^(topic|topicfilter)/({re.escape(str(down))}/(message|status)/|{re.escape(str(down))}/|)\*")
+    for pid, st, actions, res in _iot_statements(t):
+        for a in actions:
+            for r in res:
+                if a == "iot:Connect" and not r.startswith("client/backend-"):
+                    out.append(f"IoT policy {pid}: iot:Connect on {r!r}, not only the backend's client/backend-*")
+                if a in ("iot:Subscribe", "iot:Receive") and (room_wide.match(r) or r.startswith("topic/*") or r.startswith("topicfilter/*")):
+                    out.append(f"IoT policy {pid}: {a} on {r!r} reads every room, wider than any token")
+    return out
+
+
 # ------------------------------------------------------------------ crates
 
 
@@ -652,6 +949,11 @@ CHECKS: list[Check] = [
     check_tables,
     check_outputs,
     check_least_privilege,
+    check_authorizer,
+    check_http_routes,
+    check_sign_in_grants,
+    check_secrets_hold_no_keys,
+    check_no_classroom_certificate_policy,
 ]
 
 

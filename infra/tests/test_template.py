@@ -31,7 +31,7 @@ def test_every_binary_is_a_crate_in_functions(template: Template) -> None:
     assert inv.check_binaries_are_crates(template) == []
 
 
-def test_the_template_declares_the_five_functions(template: Template) -> None:
+def test_the_template_declares_the_seven_functions(template: Template) -> None:
     binaries = {inv.binary(fn) for fn in inv.resources(template, inv.FUNCTION).values()}
     assert binaries == set(inv.FUNCTION_ENV)
 
@@ -50,37 +50,28 @@ def test_uplink_rule_sql_is_exactly_the_one_of_spec_4_1(template: Template) -> N
     )
 
 
-def test_classroom_policy_grants_exactly_section_6(template: Template) -> None:
-    doc = inv.props(template["Resources"]["ClassroomClientPolicy"])["PolicyDocument"]
-    granted: dict[str, set[str]] = {}
-    denied: dict[str, set[str]] = {}
-    for st in doc["Statement"]:
-        into = granted if st["Effect"] == "Allow" else denied
-        key = st["Action"] if "Resource" in st else "not " + st["Action"]
-        for r in inv._as_list(st.get("Resource", st.get("NotResource"))):
-            arn = inv.sub_with_defaults(template, r)
-            into.setdefault(key, set()).add(arn.split("${AWS::AccountId}:", 1)[1])
-    # Connect only as the certificate's CN, and never outside the classroom client ID shape.
-    assert denied == {"not iot:Connect": {"client/GID_*@@@*", "client/GID-*@@@*"}}
-    assert granted == {
-        "iot:Connect": {"client/${iot:Certificate.Subject.CommonName}"},
-        "iot:Publish": {"topic/roomSend/*"},
-        "iot:Subscribe": {
-            "topicfilter/room/message/*",
-            "topicfilter/room/status",
-            "topicfilter/room/status/*",
-            "topicfilter/room/system",
-            # ${!iot:ClientId} inside !Sub must reach IoT as the policy variable.
-            "topicfilter/room/p2p/${iot:ClientId}",
-        },
-        "iot:Receive": {
-            "topic/room/message/*",
-            "topic/room/status",
-            "topic/room/status/*",
-            "topic/room/system",
-            "topic/room/p2p/${iot:ClientId}",
-        },
+def test_classroom_clients_sign_in_through_the_authorizer_not_a_certificate_policy(template: Template) -> None:
+    # The only IoT policy left is the backend's; classroom policies come from tokens.
+    assert set(inv.resources(template, inv.IOT_POLICY)) == {"BackendPolicy"}
+    authorizer = inv.props(template["Resources"]["ClassroomAuthorizer"])
+    assert authorizer["AuthorizerFunctionArn"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
+    assert authorizer["SigningDisabled"] is True
+
+
+def test_browsers_get_the_wss_url_with_the_authorizer_name(template: Template) -> None:
+    value = template["Outputs"]["ClassroomWssUrl"]["Value"]["Fn::Sub"]
+    assert value[0] == "wss://${Host}/mqtt?x-amz-customauthorizer-name=${ClassroomAuthorizer}"
+    # The host is MqttEndpoint's (mqtts://<host>:8883): the same IoT data endpoint.
+    host = value[1]["Host"]
+    assert host == {
+        "Fn::Select": [0, {"Fn::Split": [":", {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "MqttEndpoint"}]}]}]}]
     }
+    endpoint = "mqtts://abc123-ats.iot.us-east-1.amazonaws.com:8883"
+    assert endpoint.split("/")[2].split(":")[0] == "abc123-ats.iot.us-east-1.amazonaws.com"
+
+
+def test_the_authorizer_may_only_read_keys_and_revocations(template: Template) -> None:
+    assert inv.role_grants(template, "AuthorizerRole") == inv.ROLE_GRANTS["AuthorizerRole"]
 
 
 def test_only_the_backend_may_publish_downlink(template: Template) -> None:
@@ -177,7 +168,7 @@ def sam_generated_role_for_sqs(t: Template) -> None:
 
 
 def iot_publish_anywhere(t: Template) -> None:
-    st = t["Resources"]["ClassroomClientPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    st = t["Resources"]["BackendPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     st.append({"Effect": "Allow", "Action": "iot:Publish", "Resource": {"Fn::Sub": "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:topic/*"}})
 
 
@@ -251,6 +242,212 @@ def drop_an_output(t: Template) -> None:
     del t["Outputs"]["PresenceDLQUrl"]
 
 
+# ------------------------------------------------------------------ mutations: sign-in (§8)
+
+
+def _authorizer(t: Template) -> dict:
+    return t["Resources"]["ClassroomAuthorizer"]["Properties"]
+
+
+def _permission(t: Template) -> dict:
+    return t["Resources"]["AuthorizerInvokePermission"]["Properties"]
+
+
+def _role_statements(t: Template, role: str) -> list[dict]:
+    return t["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+
+
+def _token_events(t: Template) -> dict:
+    return t["Resources"]["TokenFunction"]["Properties"]["Events"]
+
+
+def authorizer_signing_enabled(t: Template) -> None:
+    _authorizer(t)["SigningDisabled"] = False
+
+
+def authorizer_inactive(t: Template) -> None:
+    _authorizer(t)["Status"] = "INACTIVE"
+
+
+def authorizer_caches_http(t: Template) -> None:
+    _authorizer(t)["EnableCachingForHttp"] = True
+
+
+def authorizer_calls_the_issuer(t: Template) -> None:
+    _authorizer(t)["AuthorizerFunctionArn"] = {"Fn::GetAtt": ["TokenFunction", "Arn"]}
+
+
+def authorizer_timeout_6(t: Template) -> None:
+    t["Resources"]["AuthorizerFunction"]["Properties"]["Timeout"] = 6
+
+
+def authorizer_timeout_from_globals(t: Template) -> None:
+    del t["Resources"]["AuthorizerFunction"]["Properties"]["Timeout"]
+
+
+def drop_the_authorizer(t: Template) -> None:
+    del t["Resources"]["ClassroomAuthorizer"]
+    del t["Resources"]["AuthorizerInvokePermission"]
+
+
+def permission_for_anyone(t: Template) -> None:
+    _permission(t)["Principal"] = "*"
+
+
+def permission_without_source_arn(t: Template) -> None:
+    del _permission(t)["SourceArn"]
+
+
+def permission_without_source_account(t: Template) -> None:
+    del _permission(t)["SourceAccount"]
+
+
+def open_token_route(t: Template) -> None:
+    _token_events(t)["IssueClassroom"]["Properties"]["Auth"] = {"Authorizer": "NONE"}
+
+
+def token_api_without_iam(t: Template) -> None:
+    del t["Resources"]["TokenApi"]["Properties"]["Auth"]["DefaultAuthorizer"]
+
+
+def drop_a_token_route(t: Template) -> None:
+    del _token_events(t)["RevokeClient"]
+
+
+def token_route_on_an_implicit_api(t: Template) -> None:
+    del _token_events(t)["Query"]["Properties"]["ApiId"]
+
+
+def authorizer_may_write_tokens(t: Template) -> None:
+    _role_statements(t, "AuthorizerRole").append(
+        {"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": {"Fn::GetAtt": ["TokenTable", "Arn"]}}
+    )
+
+
+def authorizer_reads_the_mqtt_secret(t: Template) -> None:
+    for st in _role_statements(t, "AuthorizerRole"):
+        if st.get("Sid") == "ReadSigningKeys":
+            st["Resource"] = {"Ref": "MqttSecret"}
+
+
+def presence_reads_the_signing_keys(t: Template) -> None:
+    _role_statements(t, "PresenceRole").append(
+        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": {"Ref": "SigningKeysSecret"}}
+    )
+
+
+def moderation_writes_enrollment(t: Template) -> None:
+    _role_statements(t, "ModerationRole").append(
+        {"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": {"Fn::GetAtt": ["EnrollmentTable", "Arn"]}}
+    )
+
+
+def moderation_cannot_read_enrollment(t: Template) -> None:
+    st = _role_statements(t, "ModerationRole")
+    st[:] = [s for s in st if s.get("Sid") != "ReadEnrollment"]
+
+
+def hard_coded_iot_arn_prefix(t: Template) -> None:
+    env = t["Resources"]["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
+    env["IOT_ARN_PREFIX"] = "arn:aws:iot:us-east-1:123456789012"
+
+
+def token_table_keyed_by_token_id(t: Template) -> None:
+    p = t["Resources"]["TokenTable"]["Properties"]
+    p["KeySchema"] = [{"AttributeName": "tokenId", "KeyType": "HASH"}]
+    p["AttributeDefinitions"] = [{"AttributeName": "tokenId", "AttributeType": "S"}]
+
+
+def token_table_numeric_key(t: Template) -> None:
+    t["Resources"]["TokenTable"]["Properties"]["AttributeDefinitions"][0]["AttributeType"] = "N"
+
+
+def enrollment_without_ttl(t: Template) -> None:
+    del t["Resources"]["EnrollmentTable"]["Properties"]["TimeToLiveSpecification"]
+
+
+def token_ttl_on_another_attribute(t: Template) -> None:
+    t["Resources"]["TokenTable"]["Properties"]["TimeToLiveSpecification"]["AttributeName"] = "exp"
+
+
+def key_set_in_the_template(t: Template) -> None:
+    t["Resources"]["SigningKeysSecret"]["Properties"]["SecretString"] = (
+        '{"current":"k1","keys":{"k1":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MDA"}}'
+    )
+
+
+def generated_key_set(t: Template) -> None:
+    p = t["Resources"]["SigningKeysSecret"]["Properties"]
+    del p["SecretString"]
+    p["GenerateSecretString"] = {"SecretStringTemplate": '{"current":"k1"}', "GenerateStringKey": "k1"}
+
+
+def classroom_certificate_policy_is_back(t: Template) -> None:
+    arn = "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:"
+    t["Resources"]["ClassroomClientPolicy"] = {
+        "Type": "AWS::IoT::Policy",
+        "Properties": {
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": "iot:Connect",
+                     "Resource": {"Fn::Sub": arn + "client/${!iot:Certificate.Subject.CommonName}"}},
+                    {"Effect": "Allow", "Action": "iot:Receive",
+                     "Resource": {"Fn::Sub": arn + "topic/${DownlinkParent}/message/*"}},
+                ],
+            }
+        },
+    }
+
+
+def drop_the_wss_output(t: Template) -> None:
+    del t["Outputs"]["ClassroomWssUrl"]
+
+
+def drop_the_authorizer_outputs(t: Template) -> None:
+    del t["Outputs"]["AuthorizerName"]
+    del t["Outputs"]["ClassroomWssUrl"]
+
+
+def drop_moderations_enrollment_table(t: Template) -> None:
+    del t["Resources"]["ModerationFunction"]["Properties"]["Environment"]["Variables"]["ENROLLMENT_TABLE"]
+
+
+SIGN_IN_MUTATIONS: list[tuple[Callable[[Template], None], Callable[[Template], list[str]], str]] = [
+    (authorizer_signing_enabled, inv.check_authorizer, "SigningDisabled is not true"),
+    (authorizer_inactive, inv.check_authorizer, "Status is 'INACTIVE'"),
+    (authorizer_caches_http, inv.check_authorizer, "EnableCachingForHttp"),
+    (authorizer_calls_the_issuer, inv.check_authorizer, "is not !GetAtt AuthorizerFunction.Arn"),
+    (authorizer_timeout_6, inv.check_authorizer, "timeout 6 s is over IoT's 5 s"),
+    (authorizer_timeout_from_globals, inv.check_authorizer, "timeout 30 s is over IoT's 5 s"),
+    (drop_the_authorizer, inv.check_authorizer, "no AWS::IoT::Authorizer"),
+    (permission_for_anyone, inv.check_authorizer, "lets '*' invoke AuthorizerFunction"),
+    (permission_without_source_arn, inv.check_authorizer, "no AWS::Lambda::Permission lets iot.amazonaws.com"),
+    (permission_without_source_account, inv.check_authorizer, "SourceAccount !Ref AWS::AccountId"),
+    (open_token_route, inv.check_http_routes, "TokenFunction.IssueClassroom: route overrides the IAM authorization"),
+    (token_api_without_iam, inv.check_http_routes, "HTTP API TokenApi: routes are not AWS_IAM-authorized"),
+    (drop_a_token_route, inv.check_http_routes, "lacks the route POST /clients/{clientId}/revoke"),
+    (token_route_on_an_implicit_api, inv.check_http_routes, "TokenFunction.Query: route is not on an HTTP API"),
+    (authorizer_may_write_tokens, inv.check_sign_in_grants, "AuthorizerRole: dynamodb:PutItem on TokenTable is more"),
+    (authorizer_reads_the_mqtt_secret, inv.check_sign_in_grants, "AuthorizerRole: lacks secretsmanager:GetSecretValue on SigningKeysSecret"),
+    (presence_reads_the_signing_keys, inv.check_sign_in_grants, "PresenceRole: may ['secretsmanager:GetSecretValue'] on SigningKeysSecret"),
+    (moderation_writes_enrollment, inv.check_sign_in_grants, "ModerationRole: dynamodb:PutItem on EnrollmentTable; it may only read it"),
+    (moderation_cannot_read_enrollment, inv.check_sign_in_grants, "ModerationRole: lacks dynamodb:BatchGetItem on EnrollmentTable"),
+    (hard_coded_iot_arn_prefix, inv.check_sign_in_grants, "AuthorizerFunction: IOT_ARN_PREFIX is"),
+    (token_table_keyed_by_token_id, inv.check_tables, "TokenTable: key schema is not HASH id (no RANGE)"),
+    (token_table_numeric_key, inv.check_tables, "TokenTable: key attribute id is not a string"),
+    (enrollment_without_ttl, inv.check_tables, "EnrollmentTable: TTL on expiresAt is not enabled"),
+    (token_ttl_on_another_attribute, inv.check_tables, "TokenTable: TTL on expiresAt is not enabled"),
+    (key_set_in_the_template, inv.check_secrets_hold_no_keys, "key material in the template"),
+    (generated_key_set, inv.check_secrets_hold_no_keys, "GenerateSecretString cannot make a key set"),
+    (classroom_certificate_policy_is_back, inv.check_no_classroom_certificate_policy, "reads every room, wider than any token"),
+    (classroom_certificate_policy_is_back, inv.check_no_classroom_certificate_policy, "iot:Connect on 'client/${iot:Certificate.Subject.CommonName}'"),
+    (drop_the_wss_output, inv.check_outputs, "no output gives browsers the WSS URL"),
+    (drop_the_authorizer_outputs, inv.check_outputs, "IoT authorizer ClassroomAuthorizer has no output"),
+    (drop_moderations_enrollment_table, inv.check_environment, "ModerationFunction: environment variable ENROLLMENT_TABLE is missing"),
+]
+
+
 MUTATIONS: list[tuple[Callable[[Template], None], Callable[[Template], list[str]], str]] = [
     (drop_a_dlq, inv.check_queues_have_dlqs, "UplinkQueue has no dead-letter queue"),
     (delete_a_dlq_resource, inv.check_queues_have_dlqs, "BackendDLQ is not a queue of this template"),
@@ -287,13 +484,14 @@ MUTATIONS: list[tuple[Callable[[Template], None], Callable[[Template], list[str]
     (drop_the_ttl, inv.check_tables, "TTL on expiresAt"),
     (provisioned_table, inv.check_tables, "AttendanceTable is not on-demand"),
     (drop_an_output, inv.check_outputs, "PresenceDLQ has no output"),
+    *SIGN_IN_MUTATIONS,
 ]
 
 
 @pytest.mark.parametrize(
     ("mutate", "check", "expected"),
     MUTATIONS,
-    ids=[m[0].__name__ for m in MUTATIONS],
+    ids=[f"{m[0].__name__}-{i}" if [x[0] for x in MUTATIONS].count(m[0]) > 1 else m[0].__name__ for i, m in enumerate(MUTATIONS)],
 )
 def test_check_reports_the_broken_copy(
     template: Template,
