@@ -40,7 +40,10 @@ pub struct Handlers {
 
 /// Converts an HTTP request into the `lambda_http` request API Gateway would deliver (method,
 /// path, query, headers, body), calls the handler for its path and converts the answer back.
-pub async fn serve(handlers: &Handlers, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+pub async fn serve(
+    handlers: &Handlers,
+    req: hyper::Request<Incoming>,
+) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let bytes = match body.collect().await {
         Ok(b) => b.to_bytes(),
@@ -136,11 +139,15 @@ pub async fn export_revocations(
                             info!(tokens = rev.tokens.len(), clients = rev.clients.len(), file = %file.display(), "revocations exported");
                             last = Some(json);
                         }
-                        Err(e) => warn!(error = %e, file = %file.display(), "could not write the revocations file"),
+                        Err(e) => {
+                            warn!(error = %e, file = %file.display(), "could not write the revocations file")
+                        }
                     }
                 }
             }
-            Err(e) => warn!(error = %e, "could not read the revocations; the broker keeps the last export"),
+            Err(e) => {
+                warn!(error = %e, "could not read the revocations; the broker keeps the last export")
+            }
         }
         tokio::select! {
             () = shutdown::wait(&mut stop) => break,

@@ -51,7 +51,13 @@ async fn raw_item(
         .unwrap()
 }
 
-async fn setup(moto: &Moto) -> (TokenTable, aws_sdk_dynamodb::Client, testkit::RequestCounter) {
+async fn setup(
+    moto: &Moto,
+) -> (
+    TokenTable,
+    aws_sdk_dynamodb::Client,
+    testkit::RequestCounter,
+) {
     let sdk = moto.sdk_config().await;
     let (ddb, counter) = counting_client(&sdk);
     create_token_table(&ddb, "tokens").await;

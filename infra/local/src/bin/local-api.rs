@@ -63,8 +63,8 @@ async fn run() -> Result<(), ConfigError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| invalid("LOCAL_API_PORT", port.to_string(), e.to_string()))?;
-    let stop = shutdown::on_signals()
-        .map_err(|e| invalid("signals", String::new(), e.to_string()))?;
+    let stop =
+        shutdown::on_signals().map_err(|e| invalid("signals", String::new(), e.to_string()))?;
     tracing::info!(%addr, revocations = %file.display(), "local API listening");
     tokio::join!(
         api::run(listener, handlers, stop.clone()),
