@@ -3,6 +3,8 @@
 //!
 //! `cargo bench -p signin --bench verify`
 
+#![allow(clippy::unwrap_used, missing_docs)] // a bench
+
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};

@@ -1,6 +1,8 @@
 //! The token's contract: issue and verify, tampering, expiry at the boundary, keys and their
 //! rotation, the password forms, what a grant allows, the classroom scopes and the IoT policy.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers
+
 use mapping::{ClientId, RoomId};
 use signin::iot::{self, MAX_DOCUMENT_CHARS, MAX_DOCUMENTS};
 use signin::{
