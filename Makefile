@@ -19,7 +19,7 @@ DEPS_STAMP := $(VENV)/.deps-stamp
 help:
 	@echo "make demo        the local classroom end to end (set-up, stack, scenarios, teardown)"
 	@echo "make test        every test: Rust unit/snapshot/integration (real moto + Mosquitto),"
-	@echo "                 template lint + invariants, end-to-end"
+	@echo "                 template lint (cfn-lint, sam validate --lint) + invariants, end-to-end, browser"
 	@echo "make lint        cargo fmt --check + clippy -D warnings"
 	@echo "make bench       criterion benches, the inflow throughput run, DynamoDB calls per lifecycle event,"
 	@echo "                 token verification (make bench-signin)"
@@ -61,7 +61,7 @@ deps: apt $(DEPS_STAMP)
 test-rust: deps
 	INSTA_UPDATE=no cargo test --workspace --locked
 
-test: deps validate test-infra test-rust $(if $(wildcard infra/local.mk),test-e2e) $(if $(wildcard infra/web.mk),test-web)
+test: deps validate sam-validate test-infra test-rust $(if $(wildcard infra/local.mk),test-e2e) $(if $(wildcard infra/web.mk),test-web)
 	@echo "make test: all passed"
 
 lint:
