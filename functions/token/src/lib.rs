@@ -114,6 +114,28 @@ struct IssuedBody<'a> {
     role: Option<&'static str>,
 }
 
+impl<'a> IssuedBody<'a> {
+    /// The answer for a token just issued (`rooms` and `role` for a classroom token).
+    fn of(
+        issued: &'a signin::Issued,
+        rooms: Option<Vec<&'a str>>,
+        role: Option<&'static str>,
+    ) -> Self {
+        let c = &issued.claims;
+        Self {
+            token: &issued.token,
+            token_id: &c.token_id,
+            client_id: &c.client_id,
+            issued_at: c.issued_at,
+            expires_at: c.expires_at,
+            read: &c.read,
+            write: &c.write,
+            rooms,
+            role,
+        }
+    }
+}
+
 /// Checks `arn:<partition>:iot:<region>:<12-digit account>`.
 fn check_arn_prefix(value: &str) -> Result<(), String> {
     let parts: Vec<&str> = value.split(':').collect();
@@ -384,21 +406,10 @@ impl Function {
         let write = fields.strings("write")?.unwrap_or_default();
         let expiry = Expiry::take(&mut fields)?;
         let issued = self.issue(&client, read, write, expiry, now_s).await?;
-        let c = &issued.claims;
-        Self::log_issued(c, "tokens");
+        Self::log_issued(&issued.claims, "tokens");
         Ok(json_response(
             StatusCode::CREATED,
-            &IssuedBody {
-                token: &issued.token,
-                token_id: &c.token_id,
-                client_id: &c.client_id,
-                issued_at: c.issued_at,
-                expires_at: c.expires_at,
-                read: &c.read,
-                write: &c.write,
-                rooms: None,
-                role: None,
-            },
+            &IssuedBody::of(&issued, None, None),
         ))
     }
 
@@ -459,17 +470,11 @@ impl Function {
         Self::log_issued(c, "tokens/classroom");
         Ok(json_response(
             StatusCode::CREATED,
-            &IssuedBody {
-                token: &issued.token,
-                token_id: &c.token_id,
-                client_id: &c.client_id,
-                issued_at: c.issued_at,
-                expires_at: c.expires_at,
-                read: &c.read,
-                write: &c.write,
-                rooms: Some(rooms.iter().map(RoomId::as_str).collect()),
-                role: Some(role_name(role)),
-            },
+            &IssuedBody::of(
+                &issued,
+                Some(rooms.iter().map(RoomId::as_str).collect()),
+                Some(role_name(role)),
+            ),
         ))
     }
 

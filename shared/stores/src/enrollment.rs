@@ -61,24 +61,9 @@ pub struct EnrollmentTable {
     table: String,
 }
 
+crate::table_adapter!(EnrollmentTable, "ENROLLMENT_TABLE");
+
 impl EnrollmentTable {
-    /// The adapter for `table` (the `ENROLLMENT_TABLE` variable).
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
-    }
-
-    /// The table name.
-    pub fn table_name(&self) -> &str {
-        &self.table
-    }
-
-    fn err(&self, op: &'static str, message: impl Into<String>) -> StoreError {
-        StoreError::new(op, &self.table, message)
-    }
-
     /// Enrolls `client` in `rooms` with `role` until `expires_at_s` (the token's `exp`),
     /// written at `now_ms`. A room the client is already enrolled in until later keeps the
     /// later expiry (another token may still grant it), so this reads the client's

@@ -25,3 +25,30 @@ pub mod tokens;
 pub use enrollment::{Enrollment, EnrollmentTable};
 pub use error::StoreError;
 pub use tokens::{TokenRecord, TokenTable};
+
+/// The constructor, name and error helper every table adapter (a client and a table name)
+/// shares: `table_adapter!(TokenTable, "TOKEN_TABLE")`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! table_adapter {
+    ($adapter:ident, $var:literal) => {
+        impl $adapter {
+            #[doc = concat!("The adapter for `table` (the `", $var, "` variable).")]
+            pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+                Self {
+                    client,
+                    table: table.into(),
+                }
+            }
+
+            /// The table name.
+            pub fn table_name(&self) -> &str {
+                &self.table
+            }
+
+            fn err(&self, op: &'static str, message: impl Into<String>) -> $crate::StoreError {
+                $crate::StoreError::new(op, &self.table, message)
+            }
+        }
+    };
+}

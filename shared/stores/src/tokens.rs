@@ -37,24 +37,9 @@ pub struct TokenTable {
     table: String,
 }
 
+crate::table_adapter!(TokenTable, "TOKEN_TABLE");
+
 impl TokenTable {
-    /// The adapter for `table` (the `TOKEN_TABLE` variable).
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
-    }
-
-    /// The table name.
-    pub fn table_name(&self) -> &str {
-        &self.table
-    }
-
-    fn err(&self, op: &'static str, message: impl Into<String>) -> StoreError {
-        StoreError::new(op, &self.table, message)
-    }
-
     /// Records a token just issued (before it is handed out). Refuses to overwrite a record
     /// with the same token ID: a colliding ID would otherwise un-revoke a revoked token.
     pub async fn record_issued(&self, claims: &Claims) -> Result<(), StoreError> {
