@@ -124,30 +124,11 @@ except OSError as e:
 PYEOF
 }
 
-# The signing key set: one JSON for the broker plugin's file and the issuer's secret in moto.
-# `new` makes a set of one key; `rotate` adds a current key; `retire KID` removes an old one.
+# The signing key set: one JSON for the broker plugin's file and the issuer's secret in moto,
+# managed by `signing-keys` (signin::KeySet's own rules): `new`, `rotate`, `retire KID`.
 keys() { # new|rotate|retire [kid]
-  "$PY" - "$KEYS" "$@" <<'PYEOF'
-import base64, json, os, secrets, sys, time
-path, op = sys.argv[1], sys.argv[2]
-new = lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
-kid = "k" + time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
-if op == "new":
-    ks = {"current": kid, "keys": {kid: new()}}
-else:
-    ks = json.load(open(path))
-    if op == "rotate":
-        ks["keys"][kid] = new(); ks["current"] = kid
-    elif op == "retire":
-        old = sys.argv[3]
-        if old == ks["current"]: sys.exit(f"[stack] {old} is the current key: rotate-keys first")
-        if ks["keys"].pop(old, None) is None: sys.exit(f"[stack] no key {old}; keys: {sorted(ks['keys'])}")
-tmp = path + ".tmp"
-fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-with os.fdopen(fd, "w") as f: json.dump(ks, f)
-os.replace(tmp, path)
-print(f"[stack] signing keys: current {ks['current']}, all {sorted(ks['keys'])}", file=sys.stderr)
-PYEOF
+  local op=$1; shift
+  "$TARGET/signing-keys" "$op" "$KEYS" "$@"
 }
 
 # Writes the key set into the issuer's secret (moto), creating it the first time.
@@ -193,12 +174,12 @@ up() {
   rm -f "$DIRECTORY"
   local id rooms
   while read -r id rooms; do add_person "$id" "${rooms:-1}" >/dev/null; done < <(roster_lines)
-  keys new
   umask 077; echo '{}' >"$REVOCATIONS"; umask 022
-  if [[ "${STACK_BUILD:-1}" != 0 || ! -x "$TARGET/local-runner" || ! -x "$TARGET/rules-bridge" || ! -x "$TARGET/local-api" || ! -f "$TARGET/libclassroom_broker_plugin.so" ]]; then
+  if [[ "${STACK_BUILD:-1}" != 0 || ! -x "$TARGET/local-runner" || ! -x "$TARGET/rules-bridge" || ! -x "$TARGET/local-api" || ! -x "$TARGET/signing-keys" || ! -f "$TARGET/libclassroom_broker_plugin.so" ]]; then
     log "building the broker plugin and the local runner (debug)"
     cargo build -q -p broker-plugin -p local-stack
   fi
+  keys new
   local mqtt_port=${MQTT_PORT:-$(free_port)} ws_port=${WS_PORT:-$(free_port)} moto_port=${MOTO_PORT:-$(free_port)} api_port=${API_PORT:-$(free_port)}
 
   # moto_server with DynamoDB requests one at a time (its threads break transactions).
