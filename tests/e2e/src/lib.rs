@@ -868,12 +868,7 @@ impl Peer {
         let codes: Vec<SubscribeReasonCode> =
             acks[before..want].iter().flatten().copied().collect();
         drop(acks);
-        let refused: Vec<&str> = filters
-            .iter()
-            .zip(&codes)
-            .filter(|(_, c)| matches!(c, SubscribeReasonCode::Failure))
-            .map(|(f, _)| *f)
-            .collect();
+        let refused = refused(filters, &codes);
         if !refused.is_empty() {
             self.log.note(
                 &self.name,
@@ -886,12 +881,7 @@ impl Peer {
     /// Subscribes like [`Peer::subscribe`] and fails unless every filter was granted.
     pub async fn subscribe_granted(&mut self, filters: &[&str]) -> Result<(), Error> {
         let codes = self.subscribe(filters).await?;
-        let refused: Vec<&str> = filters
-            .iter()
-            .zip(&codes)
-            .filter(|(_, c)| matches!(c, SubscribeReasonCode::Failure))
-            .map(|(f, _)| *f)
-            .collect();
+        let refused = refused(filters, &codes);
         if refused.is_empty() {
             Ok(())
         } else {
@@ -1108,4 +1098,14 @@ pub fn connect_packet(client_id: &str, username: &str, password: &str, keep_aliv
     }
     packet.extend(rest);
     packet
+}
+
+/// The filters of a SUBSCRIBE whose SUBACK code is a refusal.
+fn refused<'f>(filters: &[&'f str], codes: &[SubscribeReasonCode]) -> Vec<&'f str> {
+    filters
+        .iter()
+        .zip(codes)
+        .filter(|(_, c)| matches!(c, SubscribeReasonCode::Failure))
+        .map(|(f, _)| *f)
+        .collect()
 }
