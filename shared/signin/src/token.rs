@@ -482,11 +482,16 @@ impl Grant {
             Action::Publish => (&self.write, &self.read),
             Action::Subscribe | Action::Receive => (&self.read, &self.write),
         };
-        let hit = |list: &[Filter]| match action {
-            Action::Subscribe => {
-                Filter::parse(topic).is_ok_and(|req| list.iter().any(|g| g.contains(&req)))
-            }
-            Action::Publish | Action::Receive => list.iter().any(|g| g.matches(topic)),
+        // A subscription's filter is parsed once (an invalid one is granted by nothing).
+        let requested = match action {
+            Action::Subscribe => Some(Filter::parse(topic).ok()),
+            Action::Publish | Action::Receive => None,
+        };
+        let hit = |list: &[Filter]| match &requested {
+            Some(req) => req
+                .as_ref()
+                .is_some_and(|req| list.iter().any(|g| g.contains(req))),
+            None => list.iter().any(|g| g.matches(topic)),
         };
         if hit(own) {
             Ok(())
