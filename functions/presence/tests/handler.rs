@@ -1,4 +1,8 @@
-//! The presence function against a real moto (SQS + DynamoDB), fed the fixture events.
+//! The presence function against a real moto (SQS + DynamoDB), fed the fixture events, end to
+//! end through [`Function::handle`] / [`Function::apply`]. The DynamoDB requests are counted on
+//! the function's SDK client (testkit's interceptor), not by the function. The rule's decisions
+//! are tested without IO in `shared/mapping/tests/presence_rule.rs`, the store's semantics in
+//! `shared/stores/tests/presence.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests
 
@@ -6,10 +10,12 @@ use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_dynamodb::types::AttributeValue;
-use kit::Env;
+use kit::{Env, SqsSender};
 use mapping::{ClientId, LifecycleEvent, LifecycleKind, Transition};
 use presence::Function;
-use testkit::{Moto, create_queue, create_table};
+use stores::PresenceStore;
+use stores::presence::HEAD;
+use testkit::{Moto, RequestCounter, create_queue, create_table};
 
 const STUDENT: &str = "GID_student@@@002";
 
@@ -19,6 +25,8 @@ struct Stack {
     ddb: aws_sdk_dynamodb::Client,
     downlink: String,
     function: Function,
+    /// The requests of `function`'s DynamoDB client.
+    counter: RequestCounter,
 }
 
 async fn stack() -> Stack {
@@ -36,16 +44,27 @@ async fn stack() -> Stack {
         ("MEMBERSHIP_TABLE", "membership"),
         ("DOWNLINK_QUEUE_URL", downlink.as_str()),
     ]);
+    // The same function `from_env_with` builds, with a DynamoDB client that counts requests.
+    let (counted, counter) = testkit::counting_client(&sdk);
+    let function = Function::new(
+        PresenceStore::new(counted, "presence", "attendance"),
+        SqsSender::new(sqs.clone()),
+        downlink.clone(),
+        env.rules().unwrap(),
+    );
+    assert_eq!(
+        function.rules(),
+        Function::from_env_with(&env, &sdk).unwrap().rules()
+    );
     // The fixtures were recorded on 2024-11-22: "now" is a day later, within the retention.
-    let function = Function::from_env_with(&env, &sdk)
-        .unwrap()
-        .with_clock(recorded_now);
+    let function = function.with_clock(recorded_now);
     Stack {
         _moto: moto,
         sqs,
         ddb,
         downlink,
         function,
+        counter,
     }
 }
 
@@ -68,10 +87,7 @@ async fn join_in(
     ddb.update_item()
         .table_name(presence)
         .key("clientId", AttributeValue::S(client.to_owned()))
-        .key(
-            "channelId",
-            AttributeValue::S(presence::store::HEAD.to_owned()),
-        )
+        .key("channelId", AttributeValue::S(HEAD.to_owned()))
         .update_expression("ADD rooms :r")
         .expression_attribute_values(":r", AttributeValue::Ss(vec![room.to_owned()]))
         .send()
@@ -82,6 +98,23 @@ async fn join_in(
 impl Stack {
     async fn join(&self, room: &str, client: &str) {
         join_in(&self.ddb, "presence", "membership", room, client).await;
+    }
+
+    /// Applies one event, counting the DynamoDB requests it sends: (effect, requests by
+    /// operation, total).
+    async fn apply_counted(
+        &self,
+        event: &LifecycleEvent,
+    ) -> (
+        presence::Effect,
+        std::collections::BTreeMap<String, usize>,
+        usize,
+    ) {
+        self.counter.reset();
+        let effect = self.function.apply(event).await.unwrap();
+        let requests = self.counter.all();
+        let total = requests.values().sum();
+        (effect, requests, total)
     }
 
     async fn online(&self, client: &str) -> bool {
@@ -328,6 +361,19 @@ async fn bad_records_fail_alone() {
     assert!(s.online("GID_student@@@001").await);
 }
 
+/// The requests of a read-then-write event and of a read-only (duplicate) event.
+fn read_and_write() -> std::collections::BTreeMap<String, usize> {
+    [
+        ("Query".to_owned(), 1),
+        ("TransactWriteItems".to_owned(), 1),
+    ]
+    .into()
+}
+
+fn read_only() -> std::collections::BTreeMap<String, usize> {
+    [("Query".to_owned(), 1)].into()
+}
+
 #[tokio::test]
 async fn dynamodb_calls_per_event_are_one_or_two() {
     let s = stack().await;
@@ -340,52 +386,44 @@ async fn dynamodb_calls_per_event_are_one_or_two() {
         client_ip: None,
         reason: None,
     };
-    let first = s
-        .function
-        .apply(&ev(LifecycleKind::Connect, 1, "a"))
-        .await
-        .unwrap();
+    let (first, first_ops, first_calls) =
+        s.apply_counted(&ev(LifecycleKind::Connect, 1, "a")).await;
     // The rooms come with the read of the client's items: no third call on a transition.
     assert_eq!(
-        (first.transition, first.dynamodb_calls, first.notices),
+        (first.transition, first_calls, first.notices),
         (Transition::BecameOnline, 2, 1)
     );
-    let second = s
-        .function
-        .apply(&ev(LifecycleKind::Connect, 2, "b"))
-        .await
-        .unwrap();
+    assert_eq!(first_ops, read_and_write());
+    let (second, second_ops, second_calls) =
+        s.apply_counted(&ev(LifecycleKind::Connect, 2, "b")).await;
     assert_eq!(
-        (second.transition, second.dynamodb_calls),
+        (second.transition, second_calls),
         (Transition::Unchanged, 2)
     );
-    let again = s
-        .function
-        .apply(&ev(LifecycleKind::Connect, 2, "b"))
-        .await
-        .unwrap();
-    assert_eq!((again.changed, again.dynamodb_calls), (false, 1));
-    let offline = s
-        .function
-        .apply(&ev(LifecycleKind::TcpClean, 3, "a"))
-        .await
-        .unwrap();
+    assert_eq!(second_ops, read_and_write());
+    let (again, again_ops, again_calls) =
+        s.apply_counted(&ev(LifecycleKind::Connect, 2, "b")).await;
+    assert_eq!((again.changed, again_calls), (false, 1));
+    assert_eq!(again_ops, read_only());
+    let (offline, offline_ops, offline_calls) =
+        s.apply_counted(&ev(LifecycleKind::TcpClean, 3, "a")).await;
     assert_eq!(
-        (offline.transition, offline.dynamodb_calls),
+        (offline.transition, offline_calls),
         (Transition::Unchanged, 2)
     );
-    let last = s
-        .function
-        .apply(&ev(LifecycleKind::TcpClean, 4, "b"))
-        .await
-        .unwrap();
+    assert_eq!(offline_ops, read_and_write());
+    let (last, last_ops, last_calls) = s.apply_counted(&ev(LifecycleKind::TcpClean, 4, "b")).await;
     assert_eq!(
-        (last.transition, last.dynamodb_calls, last.notices),
+        (last.transition, last_calls, last.notices),
         (Transition::BecameOffline, 2, 1)
     );
+    assert_eq!(last_ops, read_and_write());
+    // No conflict here: every event took one attempt.
+    for effect in [&first, &second, &again, &offline, &last] {
+        assert_eq!(effect.attempts, 1, "{effect:?}");
+    }
     println!(
-        "DynamoDB calls per event: transition {} (online) / {} (offline), no transition {}, duplicate {}",
-        first.dynamodb_calls, last.dynamodb_calls, second.dynamodb_calls, again.dynamodb_calls
+        "DynamoDB calls per event (SDK requests): transition {first_calls} (online) / {last_calls} (offline), no transition {second_calls}, duplicate {again_calls}"
     );
 }
 
@@ -402,27 +440,21 @@ async fn a_room_joined_while_online_is_told_of_the_next_transition_and_outlives_
         reason: None,
     };
     // Online before any join: a transition, but no room to tell.
-    let online = s
-        .function
-        .apply(&ev(LifecycleKind::Connect, 1))
-        .await
-        .unwrap();
+    let (online, _, online_calls) = s.apply_counted(&ev(LifecycleKind::Connect, 1)).await;
     assert_eq!(
-        (online.transition, online.notices),
-        (Transition::BecameOnline, 0)
+        (online.transition, online.notices, online_calls),
+        (Transition::BecameOnline, 0, 2)
     );
     s.join("1", STUDENT).await;
     s.join("2", STUDENT).await;
     s.join("1", STUDENT).await; // a redelivered join
-    let offline = s
-        .function
-        .apply(&ev(LifecycleKind::TcpClean, 2))
-        .await
-        .unwrap();
+    let (offline, offline_ops, offline_calls) =
+        s.apply_counted(&ev(LifecycleKind::TcpClean, 2)).await;
     assert_eq!(
-        (offline.transition, offline.dynamodb_calls, offline.notices),
+        (offline.transition, offline_calls, offline.notices),
         (Transition::BecameOffline, 2, 2)
     );
+    assert_eq!(offline_ops, read_and_write());
     let notices = s.downlink().await;
     let mut subs: Vec<&str> = notices.iter().map(|(sub, _, _)| sub.as_str()).collect();
     subs.sort_unstable();

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::names::{ClientId, NameError, Role, Roles, RoomId};
+use crate::refusal::Refusal;
 
 /// Longest mute, seconds (30 days). A longer one is refused as an invalid command rather than
 /// silently capped.
@@ -210,28 +211,9 @@ impl Command {
     }
 }
 
-/// Why a command is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Refusal {
-    /// Only a teacher may mute or unmute.
-    NotTeacher,
-    /// Only a student may be muted or unmuted.
-    TargetNotStudent,
-}
-
-impl Refusal {
-    /// The name used in notices and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NotTeacher => "not_teacher",
-            Self::TargetNotStudent => "target_not_student",
-        }
-    }
-}
-
 /// The authorization decision: `sender` is the broker-verified client ID. Join is allowed for
-/// anyone; mute and unmute only for a teacher, and only aimed at a student.
+/// anyone; mute and unmute only for a teacher ([`Refusal::NotTeacher`]), and only aimed at a
+/// student ([`Refusal::TargetNotStudent`]).
 pub fn authorize(sender: &ClientId, command: &Command, roles: &Roles) -> Result<(), Refusal> {
     let Some(target) = command.target() else {
         return Ok(());

@@ -14,7 +14,7 @@ pub const DEFAULT_PAYLOAD_MAX_BYTES: usize = 64 * 1024;
 
 /// Why a rules configuration was refused. The messages name what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
+pub enum RulesError {
     /// A list that must not be empty was empty.
     #[error("no {what} configured")]
     Empty {
@@ -84,14 +84,14 @@ impl Default for Limits {
 
 impl Limits {
     /// Validates limits (both must be positive).
-    pub fn new(topic_max_chars: usize, payload_max_bytes: usize) -> Result<Self, ConfigError> {
+    pub fn new(topic_max_chars: usize, payload_max_bytes: usize) -> Result<Self, RulesError> {
         if topic_max_chars == 0 {
-            return Err(ConfigError::ZeroLimit {
+            return Err(RulesError::ZeroLimit {
                 what: "the topic length limit",
             });
         }
         if payload_max_bytes == 0 {
-            return Err(ConfigError::ZeroLimit {
+            return Err(RulesError::ZeroLimit {
                 what: "the payload size limit",
             });
         }
@@ -112,18 +112,18 @@ pub struct RulesConfig {
 }
 
 /// Parses a comma-separated list of parent topics (`"roomSend, other"`).
-pub fn parse_parents(list: &str) -> Result<Vec<Parent>, ConfigError> {
+pub fn parse_parents(list: &str) -> Result<Vec<Parent>, RulesError> {
     list.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| Parent::parse(s).map_err(ConfigError::from))
+        .map(|s| Parent::parse(s).map_err(RulesError::from))
         .collect()
 }
 
-fn check_distinct(parents: &[Parent]) -> Result<(), ConfigError> {
+fn check_distinct(parents: &[Parent]) -> Result<(), RulesError> {
     for (i, p) in parents.iter().enumerate() {
         if parents[..i].contains(p) {
-            return Err(ConfigError::Duplicate {
+            return Err(RulesError::Duplicate {
                 parent: p.to_string(),
             });
         }
@@ -137,21 +137,21 @@ impl RulesConfig {
         uplink: Vec<Parent>,
         downlink: Vec<Parent>,
         limits: Limits,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, RulesError> {
         if uplink.is_empty() {
-            return Err(ConfigError::Empty {
+            return Err(RulesError::Empty {
                 what: "uplink parent topics",
             });
         }
         if downlink.is_empty() {
-            return Err(ConfigError::Empty {
+            return Err(RulesError::Empty {
                 what: "downlink parent topics",
             });
         }
         check_distinct(&uplink)?;
         check_distinct(&downlink)?;
         if let Some(p) = downlink.iter().find(|p| uplink.contains(p)) {
-            return Err(ConfigError::Loop {
+            return Err(RulesError::Loop {
                 parent: p.to_string(),
             });
         }
@@ -196,30 +196,30 @@ pub struct Routes(BTreeMap<Parent, String>);
 impl Routes {
     /// Parses `parent=queue,parent=queue` and checks it against the rules: every uplink parent
     /// has exactly one route, and only uplink parents are routed.
-    pub fn parse(spec: &str, rules: &RulesConfig) -> Result<Self, ConfigError> {
+    pub fn parse(spec: &str, rules: &RulesConfig) -> Result<Self, RulesError> {
         let mut map = BTreeMap::new();
         for entry in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (parent, queue) = entry
                 .split_once('=')
                 .map(|(p, q)| (p.trim(), q.trim()))
                 .filter(|(p, q)| !p.is_empty() && !q.is_empty())
-                .ok_or_else(|| ConfigError::RouteSyntax {
+                .ok_or_else(|| RulesError::RouteSyntax {
                     entry: entry.to_owned(),
                 })?;
             let parent = Parent::parse(parent)?;
             if !rules.is_uplink(&parent) {
-                return Err(ConfigError::RouteNotUplink {
+                return Err(RulesError::RouteNotUplink {
                     parent: parent.to_string(),
                 });
             }
             if map.insert(parent.clone(), queue.to_owned()).is_some() {
-                return Err(ConfigError::Duplicate {
+                return Err(RulesError::Duplicate {
                     parent: parent.to_string(),
                 });
             }
         }
         if let Some(p) = rules.uplink().iter().find(|p| !map.contains_key(*p)) {
-            return Err(ConfigError::Unrouted {
+            return Err(RulesError::Unrouted {
                 parent: p.to_string(),
             });
         }
@@ -250,7 +250,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err,
-            ConfigError::Loop {
+            RulesError::Loop {
                 parent: "roomSend".into()
             }
         );
@@ -274,23 +274,20 @@ mod tests {
     fn empty_duplicate_and_invalid_parents_are_refused() {
         assert!(matches!(
             RulesConfig::new(vec![], parents("room"), Limits::default()),
-            Err(ConfigError::Empty { .. })
+            Err(RulesError::Empty { .. })
         ));
         assert!(matches!(
             RulesConfig::new(parents("a,a"), parents("room"), Limits::default()),
-            Err(ConfigError::Duplicate { .. })
+            Err(RulesError::Duplicate { .. })
         ));
         assert!(matches!(
             parse_parents("room/x"),
-            Err(ConfigError::Parent(_))
+            Err(RulesError::Parent(_))
         ));
-        assert!(matches!(
-            parse_parents("room+"),
-            Err(ConfigError::Parent(_))
-        ));
+        assert!(matches!(parse_parents("room+"), Err(RulesError::Parent(_))));
         assert!(matches!(
             Limits::new(0, 1),
-            Err(ConfigError::ZeroLimit { .. })
+            Err(RulesError::ZeroLimit { .. })
         ));
     }
 
@@ -310,15 +307,15 @@ mod tests {
         );
         assert!(matches!(
             Routes::parse("roomSend=http://q/backend", &rules),
-            Err(ConfigError::Unrouted { .. })
+            Err(RulesError::Unrouted { .. })
         ));
         assert!(matches!(
             Routes::parse("roomSend=a,telemetry=b,room=c", &rules),
-            Err(ConfigError::RouteNotUplink { .. })
+            Err(RulesError::RouteNotUplink { .. })
         ));
         assert!(matches!(
             Routes::parse("roomSend", &rules),
-            Err(ConfigError::RouteSyntax { .. })
+            Err(RulesError::RouteSyntax { .. })
         ));
     }
 }

@@ -25,6 +25,8 @@ use std::borrow::Cow;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use serde::Serialize;
 
+use crate::refusal::Refusal;
+
 /// Default limit on a chat message, in characters (`MAX_MESSAGE_CHARS`).
 pub const DEFAULT_MAX_MESSAGE_CHARS: usize = 500;
 
@@ -52,29 +54,6 @@ impl Mode {
     }
 }
 
-/// Why a message is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RejectReason {
-    /// It holds a banned word and the mode is [`Mode::Reject`].
-    BannedWords,
-    /// It is longer than the limit.
-    TooLong,
-    /// It is empty or only white space.
-    Empty,
-}
-
-impl RejectReason {
-    /// The name used in notices and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::BannedWords => "banned_words",
-            Self::TooLong => "too_long",
-            Self::Empty => "empty",
-        }
-    }
-}
-
 /// The decision about one chat message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "verdict")]
@@ -88,14 +67,15 @@ pub enum Verdict {
     },
     /// Do not deliver.
     Reject {
-        /// Why.
-        reason: RejectReason,
+        /// Why: [`Refusal::BannedWords`], [`Refusal::TooLong`] or [`Refusal::InvalidMessage`]
+        /// (empty or only white space).
+        reason: Refusal,
     },
 }
 
 /// Why a policy could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum PolicyError {
+pub enum WordListError {
     /// The limit is zero.
     #[error("the maximum message length must be at least 1 character")]
     ZeroLimit,
@@ -232,13 +212,13 @@ pub struct Policy {
 impl Policy {
     /// Builds the policy. Words are trimmed; empty words are ignored (an empty pattern would
     /// match everywhere); duplicates after folding are harmless.
-    pub fn new<I, S>(words: I, mode: Mode, max_chars: usize) -> Result<Self, PolicyError>
+    pub fn new<I, S>(words: I, mode: Mode, max_chars: usize) -> Result<Self, WordListError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
         if max_chars == 0 {
-            return Err(PolicyError::ZeroLimit);
+            return Err(WordListError::ZeroLimit);
         }
         let words: Vec<S> = words.into_iter().collect();
         // Most words need no folding (lower-case English, Chinese): borrowed, not copied.
@@ -270,7 +250,7 @@ impl Policy {
     }
 
     /// Builds the policy from `BANNED_WORDS` (comma-separated, Chinese `，` also accepted).
-    pub fn from_list(list: &str, mode: Mode, max_chars: usize) -> Result<Self, PolicyError> {
+    pub fn from_list(list: &str, mode: Mode, max_chars: usize) -> Result<Self, WordListError> {
         Self::new(list.split([',', '，']), mode, max_chars)
     }
 
@@ -298,14 +278,14 @@ impl Policy {
     pub fn verdict(&self, text: &str) -> Verdict {
         if text.trim().is_empty() {
             return Verdict::Reject {
-                reason: RejectReason::Empty,
+                reason: Refusal::InvalidMessage,
             };
         }
         // A text of at most `max_chars` bytes has at most as many characters; otherwise
         // counting stops at the limit, so a huge message costs no more than a long one.
         if text.len() > self.max_chars && text.chars().nth(self.max_chars).is_some() {
             return Verdict::Reject {
-                reason: RejectReason::TooLong,
+                reason: Refusal::TooLong,
             };
         }
         if self.words == 0 {
@@ -319,7 +299,7 @@ impl Policy {
             Mode::Reject => {
                 if self.automaton.is_match(folded.text.as_ref()) {
                     Verdict::Reject {
-                        reason: RejectReason::BannedWords,
+                        reason: Refusal::BannedWords,
                     }
                 } else {
                     Verdict::Deliver {
@@ -430,7 +410,7 @@ mod tests {
         assert_eq!(
             p.verdict("你这个笨蛋"),
             Verdict::Reject {
-                reason: RejectReason::BannedWords
+                reason: Refusal::BannedWords
             }
         );
         assert_eq!(delivered(p.verdict("hello")), ("hello".to_owned(), false));
@@ -443,7 +423,7 @@ mod tests {
         assert_eq!(
             p.verdict("你好吗?"),
             Verdict::Reject {
-                reason: RejectReason::TooLong
+                reason: Refusal::TooLong
             }
         );
     }
@@ -459,12 +439,12 @@ mod tests {
         assert_eq!(
             p.verdict("  "),
             Verdict::Reject {
-                reason: RejectReason::Empty
+                reason: Refusal::InvalidMessage
             }
         );
         assert!(matches!(
             Policy::new(["a"], Mode::Mask, 0),
-            Err(PolicyError::ZeroLimit)
+            Err(WordListError::ZeroLimit)
         ));
     }
 
@@ -526,7 +506,7 @@ mod tests {
             if text.trim().is_empty() {
                 proptest::prop_assert_eq!(
                     p.verdict(&text),
-                    Verdict::Reject { reason: RejectReason::Empty }
+                    Verdict::Reject { reason: Refusal::InvalidMessage }
                 );
             } else {
                 proptest::prop_assert_eq!(

@@ -10,21 +10,20 @@
 //! | `/p2p/<sender>` | `{"type":"rejected","reason","roomId"?,"refMsgId"?,"msgId","ts"}` |
 //! | `/p2p/<teacher>` | `{"type":"commandResult","command","ok","roomId","target","msgId","ts"}` |
 //!
-//! `reason` is one of `muted`, `banned_words`, `too_long`, `invalid_message` (chat),
-//! `not_teacher`, `target_not_student`, `invalid_command` (commands) and `not_enrolled` (a
-//! chat or command for a room the sender's sign-in did not enroll it in). `refMsgId` echoes
-//! the client's own `msgId` when it sent one.
+//! `reason` is a [`Refusal`]: one of `muted`, `banned_words`, `too_long`, `invalid_message`
+//! (chat), `not_teacher`, `target_not_student`, `invalid_command` (commands) and
+//! `not_enrolled` (a chat or command for a room the sender's sign-in did not enroll it in).
+//! `refMsgId` echoes the client's own `msgId` when it sent one.
 //!
 //! Notice IDs are derived from the source record ([`notice_id`]): a redelivered record yields
 //! the same IDs, so clients de-duplicate by `msgId`.
 
 use serde::Serialize;
 
-use crate::command::Refusal;
-use crate::moderation::RejectReason;
+use crate::inflow::DownlinkRecord;
 use crate::names::{ClientId, RoomId};
+use crate::refusal::Refusal;
 use crate::topic::SubTopic;
-use crate::uplink::keys;
 
 /// A notice ID derived from the ID of the record that caused it plus a suffix naming the
 /// notice (`msg`, `mute`, `result`, `status-<room>`, ...). Deterministic, so redeliveries
@@ -53,64 +52,6 @@ pub enum NoticeType {
     CommandResult,
     /// The members of a room (to a teacher who joins).
     Members,
-}
-
-/// Why something a client sent was refused (`reason` of a `rejected` notice).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RejectedReason {
-    /// The sender is muted in that room.
-    Muted,
-    /// The chat holds a banned word (reject mode).
-    BannedWords,
-    /// The chat is over the length limit.
-    TooLong,
-    /// The chat body is not a valid chat message (or is empty).
-    InvalidMessage,
-    /// A mute or unmute from a non-teacher.
-    NotTeacher,
-    /// A mute or unmute aimed at a non-student.
-    TargetNotStudent,
-    /// The command body is not a valid command.
-    InvalidCommand,
-    /// A chat, `join`, `mute` or `unmute` for a room the sender is not enrolled in: no
-    /// classroom token granted it the room, or that enrollment has expired (SPEC §8).
-    NotEnrolled,
-}
-
-impl RejectedReason {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Muted => "muted",
-            Self::BannedWords => "banned_words",
-            Self::TooLong => "too_long",
-            Self::InvalidMessage => "invalid_message",
-            Self::NotTeacher => "not_teacher",
-            Self::TargetNotStudent => "target_not_student",
-            Self::InvalidCommand => "invalid_command",
-            Self::NotEnrolled => "not_enrolled",
-        }
-    }
-}
-
-impl From<RejectReason> for RejectedReason {
-    fn from(r: RejectReason) -> Self {
-        match r {
-            RejectReason::BannedWords => Self::BannedWords,
-            RejectReason::TooLong => Self::TooLong,
-            RejectReason::Empty => Self::InvalidMessage,
-        }
-    }
-}
-
-impl From<Refusal> for RejectedReason {
-    fn from(r: Refusal) -> Self {
-        match r {
-            Refusal::NotTeacher => Self::NotTeacher,
-            Refusal::TargetNotStudent => Self::TargetNotStudent,
-        }
-    }
 }
 
 /// Chat fanned out on `room/message/<roomId>`.
@@ -241,7 +182,7 @@ pub enum P2pBody {
     #[serde(rename_all = "camelCase")]
     Rejected {
         /// Why.
-        reason: RejectedReason,
+        reason: Refusal,
         /// The room, when it could be read.
         #[serde(skip_serializing_if = "Option::is_none")]
         room_id: Option<RoomId>,
@@ -347,31 +288,6 @@ pub enum Notice {
     P2p(P2pNotice),
 }
 
-/// A notice ready for the downlink queue (§4.3): body plus attributes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Downlink {
-    /// `mqttSecondTopic`.
-    pub second_topic: SubTopic,
-    /// `mqttMessageId`.
-    pub message_id: String,
-    /// `timestamp`, ms.
-    pub timestamp: u64,
-    /// The JSON body.
-    pub body: String,
-}
-
-impl Downlink {
-    /// The SQS message attributes (key, string value).
-    pub fn attributes(&self) -> [(&'static str, String); 3] {
-        [
-            (keys::SECOND, self.second_topic.to_string()),
-            (keys::MESSAGE_ID, self.message_id.clone()),
-            (keys::TIMESTAMP, self.timestamp.to_string()),
-        ]
-    }
-}
-
 impl Notice {
     /// Where it is published, under the downlink parent.
     pub fn sub_topic(&self) -> SubTopic {
@@ -410,8 +326,8 @@ impl Notice {
     }
 
     /// The §4.3 downlink message.
-    pub fn to_downlink(&self) -> Downlink {
-        Downlink {
+    pub fn to_downlink(&self) -> DownlinkRecord {
+        DownlinkRecord {
             second_topic: self.sub_topic(),
             message_id: self.msg_id().to_owned(),
             timestamp: self.ts(),
@@ -575,7 +491,7 @@ mod tests {
         let n = Notice::from(P2pNotice {
             to: id("GID_student@@@001"),
             body: P2pBody::Rejected {
-                reason: RejectedReason::InvalidCommand,
+                reason: Refusal::InvalidCommand,
                 room_id: None,
                 ref_msg_id: None,
             },
@@ -586,39 +502,5 @@ mod tests {
             n.body(),
             r#"{"type":"rejected","reason":"invalid_command","msgId":"c2:rejected","ts":5}"#
         );
-        assert_eq!(
-            RejectedReason::from(Refusal::TargetNotStudent).as_str(),
-            "target_not_student"
-        );
-    }
-
-    #[test]
-    fn every_rejected_reason_has_one_wire_name_in_the_log_and_in_the_notice() {
-        use RejectedReason::*;
-        let all = [
-            Muted,
-            BannedWords,
-            TooLong,
-            InvalidMessage,
-            NotTeacher,
-            TargetNotStudent,
-            InvalidCommand,
-            NotEnrolled,
-        ];
-        // A new variant makes this match non-exhaustive: add it to `all` too.
-        for reason in all {
-            match reason {
-                Muted | BannedWords | TooLong | InvalidMessage | NotTeacher | TargetNotStudent
-                | InvalidCommand | NotEnrolled => {}
-            }
-            assert_eq!(
-                serde_json::to_value(reason).unwrap(),
-                json!(reason.as_str()),
-                "{reason:?}"
-            );
-        }
-        let names: std::collections::HashSet<&str> = all.iter().map(|r| r.as_str()).collect();
-        assert_eq!(names.len(), all.len(), "no two reasons share a name");
-        assert_eq!(NotEnrolled.as_str(), "not_enrolled");
     }
 }

@@ -16,48 +16,18 @@
 //!
 //! # Storage
 //! [`ChannelState`] is one DynamoDB item of `PresenceTable` (HASH `clientId`, RANGE
-//! `channelId`) with the attributes named in [`attrs`]. [`ChannelState::merge`] returns `None`
-//! when an event changes nothing (a duplicate), so a redelivery costs no write; otherwise the
-//! new item can be written with a condition on the old one (optimistic concurrency).
+//! `channelId`); its serde form uses the item's attribute names (`connectedAt`, `clientIp`),
+//! which `stores::attrs::presence` writes down with the rest of the table's layout, and the
+//! adapter is `stores::presence`. [`ChannelState::merge`] returns `None` when an event changes
+//! nothing (a duplicate), so a redelivery costs no write; otherwise the new item is written in
+//! a transaction conditioned on the client's version (optimistic concurrency). What to write
+//! and whom to tell is the rule's: [`crate::classroom::presence`].
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::lifecycle::{LifecycleEvent, LifecycleKind, OfflineReason};
-
-/// The DynamoDB attribute names of a presence item.
-pub mod attrs {
-    /// HASH key: the client ID.
-    pub const CLIENT_ID: &str = "clientId";
-    /// RANGE key: the channel ID.
-    pub const CHANNEL_ID: &str = "channelId";
-    /// Earliest connect time seen on the channel, ms (absent until the connect arrives).
-    pub const CONNECTED_AT: &str = "connectedAt";
-    /// Earliest offline time seen on the channel, ms (absent while open).
-    pub const OFFLINE_AT: &str = "offlineAt";
-    /// The event kind that gave `offlineAt` (`disconnect` or `tcpclean`).
-    pub const OFFLINE_KIND: &str = "offlineKind";
-    /// Why the channel went offline, when known.
-    pub const OFFLINE_REASON: &str = "offlineReason";
-    /// The client's address on the connect.
-    pub const CLIENT_IP: &str = "clientIp";
-    /// The `channelId` of the per-client head item (a prefix events cannot use): the version
-    /// lock of the client's items, and the rooms the client joined.
-    pub const HEAD: &str = "#head";
-    /// On the head item: the version every write of the client's state is conditioned on.
-    pub const VERSION: &str = "version";
-    /// On the head item: the rooms the client joined (a string set), added by the moderation
-    /// function's `join` in the transaction that records the membership, so the presence
-    /// function's one Query of the client's items also tells it whom to notify.
-    pub const ROOMS: &str = "rooms";
-    /// On a channel item with an offline event: when DynamoDB may delete it, seconds since
-    /// the epoch (the table's TTL attribute; see [`super::RETENTION_MS`]).
-    pub const EXPIRES_AT: &str = "expiresAt";
-    /// On the head item: whether the client was online after the last event applied (BOOL),
-    /// written with `version`; the moderation function reads it for a room's member list.
-    pub const ONLINE: &str = "online";
-}
 
 /// How long a channel's state is kept after its offline event, and the age beyond which a
 /// lifecycle event is ignored: 15 days, longer than SQS keeps any message (14 days at most),
@@ -371,6 +341,7 @@ mod tests {
             json,
             serde_json::json!({"connectedAt": 1, "clientIp": "192.0.2.1"})
         );
-        assert_eq!(attrs::CONNECTED_AT, "connectedAt");
+        // The item's attribute names are these (`stores::attrs::presence`; its tests check
+        // `connectedAt` there).
     }
 }

@@ -1,18 +1,13 @@
-//! One snapshot per fixture event file: what the pure core makes of each record of the
-//! presence and moderation fixtures (the same files feed the handler tests and
-//! `cargo lambda invoke --data-file`).
+//! One snapshot per presence fixture event file: what the pure reducer makes of each record
+//! (the same files feed the handler tests and `cargo lambda invoke --data-file`). The
+//! moderation fixtures have their full decisions snapshotted in `moderation_rule.rs`.
 
 #![allow(clippy::expect_used)] // a test fixture that cannot be read is a failed test
 
 use std::path::Path;
 
-use mapping::{
-    ChatMessage, ClientId, ClientPresence, Command, LifecycleEvent, Mode, Policy, Roles, authorize,
-};
+use mapping::{ClientPresence, LifecycleEvent};
 use serde_json::{Value, json};
-
-/// The banned words the moderation fixtures are written against.
-const TEST_BANNED_WORDS: &str = "笨蛋,傻瓜,damn,shit";
 
 fn records(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).expect("fixture is readable");
@@ -53,46 +48,6 @@ fn presence_fixtures_reduce_to_their_snapshots() {
                 })
                 .collect();
             insta::assert_json_snapshot!(json!({ "records": outcomes, "final": state }));
-        }
-    );
-}
-
-#[test]
-fn moderation_fixtures_decide_to_their_snapshots() {
-    let policy = Policy::from_list(TEST_BANNED_WORDS, Mode::Mask, 500).expect("policy builds");
-    let roles = Roles::default();
-    insta::glob!(
-        "../../../functions/moderation/tests/fixtures",
-        "*.json",
-        |path| {
-            let outcomes: Vec<Value> = records(path)
-            .iter()
-            .map(|r| {
-                let body = r["body"].as_str().expect("body is a string");
-                let sender = ClientId::parse(attr(r, "clientId").expect("clientId attribute"))
-                    .expect("fixture senders are valid");
-                match attr(r, "mqttSecondTopic") {
-                    Some("/message") => match ChatMessage::from_json(body) {
-                        Ok(chat) => json!({
-                            "sender": sender,
-                            "chat": chat,
-                            "verdict": policy.verdict(&chat.msg),
-                        }),
-                        Err(e) => json!({ "sender": sender, "invalidChat": e.to_string() }),
-                    },
-                    Some("/command") => match Command::from_json(body) {
-                        Ok(command) => json!({
-                            "sender": sender,
-                            "command": command,
-                            "authorized": authorize(&sender, &command, &roles).map_err(|r| r.as_str()),
-                        }),
-                        Err(e) => json!({ "sender": sender, "invalidCommand": e.to_string() }),
-                    },
-                    other => json!({ "unexpectedSecondTopic": other }),
-                }
-            })
-            .collect();
-            insta::assert_json_snapshot!(outcomes);
         }
     );
 }

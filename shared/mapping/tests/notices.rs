@@ -6,8 +6,8 @@
 
 use mapping::notice::NoticeType;
 use mapping::{
-    ChatNotice, ClientId, Notice, P2pBody, P2pNotice, RejectedReason, RoomId, StatusNotice,
-    SystemNotice, notice_id,
+    ChatNotice, ClientId, Notice, P2pBody, P2pNotice, Refusal, RoomId, StatusNotice, SystemNotice,
+    notice_id,
 };
 use serde_json::{Value, json};
 
@@ -68,8 +68,8 @@ fn every_notice_shape_matches_its_snapshot() {
         "mute": wire(p2p("GID_student@@@002", "mute", P2pBody::Mute { room_id: room(), by: id("GID_teacher@@@001"), until: Some(TS + 600_000) })),
         "muteUntilUnmuted": wire(p2p("GID_student@@@002", "mute", P2pBody::Mute { room_id: room(), by: id("GID_teacher@@@001"), until: None })),
         "unmute": wire(p2p("GID_student@@@002", "unmute", P2pBody::Unmute { room_id: room(), by: id("GID_teacher@@@001") })),
-        "rejectedMuted": wire(p2p("GID_student@@@002", "rejected", P2pBody::Rejected { reason: RejectedReason::Muted, room_id: Some(room()), ref_msg_id: Some("GID_student@@@002-2000".to_owned()) })),
-        "rejectedInvalidCommand": wire(p2p("GID_teacher@@@001", "rejected", P2pBody::Rejected { reason: RejectedReason::InvalidCommand, room_id: None, ref_msg_id: None })),
+        "rejectedMuted": wire(p2p("GID_student@@@002", "rejected", P2pBody::Rejected { reason: Refusal::Muted, room_id: Some(room()), ref_msg_id: Some("GID_student@@@002-2000".to_owned()) })),
+        "rejectedInvalidCommand": wire(p2p("GID_teacher@@@001", "rejected", P2pBody::Rejected { reason: Refusal::InvalidCommand, room_id: None, ref_msg_id: None })),
         "commandResult": wire(p2p("GID_teacher@@@001", "result", P2pBody::CommandResult { command: "mute".to_owned(), ok: true, room_id: room(), target: Some(id("GID_student@@@002")) })),
     });
     insta::assert_json_snapshot!(shapes);

@@ -1,5 +1,5 @@
-//! Every attribute name and key prefix of the sign-in tables, written once. The issuer
-//! (`functions/token`), the authorizer, moderation and the template rely on these layouts;
+//! Every attribute name and key prefix of every table, written once. The store adapters,
+//! the template (key schemas, TTL attributes) and the local stack rely on these layouts;
 //! change them only together.
 //!
 //! # TokenTable (partition key [`token::ID`], S; TTL attribute [`token::EXPIRES_AT`])
@@ -16,6 +16,19 @@
 //! One item per client and room it may join and chat in: [`enrollment::ENROLLED_AT`] N (ms),
 //! [`enrollment::EXPIRES_AT`] N (s, TTL: the expiry of the latest-expiring token that granted
 //! the room), [`enrollment::ROLE`] S (`teacher` | `student`).
+//!
+//! # PresenceTable (partition [`presence::CLIENT_ID`] S, sort [`presence::CHANNEL_ID`] S)
+//! One item per client and channel (connection): [`presence::CONNECTED_AT`] N (ms),
+//! [`presence::CLIENT_IP`] S, [`presence::OFFLINE_AT`] N (ms), [`presence::OFFLINE_KIND`] S,
+//! [`presence::OFFLINE_REASON`] S, [`presence::EXPIRES_AT`] N (s, TTL, closed channels only);
+//! and one head item per client (sort key [`presence::HEAD`]): [`presence::VERSION`] N (the
+//! version lock), [`presence::ONLINE`] BOOL, [`presence::ROOMS`] SS (added by the moderation
+//! function's `join`).
+//!
+//! # AttendanceTable (partition [`attendance::CLIENT_ID`] S, sort [`attendance::SESSION_ID`] S)
+//! One item per connection: [`attendance::JOINED_AT`] N (ms), [`attendance::LEFT_AT`] N (ms),
+//! [`attendance::LEAVE_KIND`] S, [`attendance::LEAVE_REASON`] S, [`attendance::CLIENT_IP`] S,
+//! [`attendance::ROOMS`] SS.
 
 /// TokenTable: token records and per-client revocations.
 pub mod token {
@@ -67,4 +80,103 @@ pub mod enrollment {
     pub const EXPIRES_AT: &str = "expiresAt";
     /// The client's role in the room (S): `teacher` or `student`.
     pub const ROLE: &str = "role";
+}
+
+/// MuteTable (partition [`mute::ROOM_ID`] S, sort [`mute::CLIENT_ID`] S; TTL attribute
+/// [`mute::EXPIRES_AT`]): one item per room and student, written by the moderation function's
+/// `mute` / `unmute` in command order. Layout: [`crate::moderation`].
+pub mod mute {
+    /// The partition key (S): the room ID.
+    pub const ROOM_ID: &str = "roomId";
+    /// The sort key (S): the student's client ID.
+    pub const CLIENT_ID: &str = "clientId";
+    /// Muted by the last command applied (BOOL).
+    pub const MUTED: &str = "muted";
+    /// End of a timed mute, ms (N; absent = until unmuted).
+    pub const UNTIL_MS: &str = "untilMs";
+    /// The teacher who gave the last command (S).
+    pub const BY: &str = "by";
+    /// Broker time of the last command applied, ms (N): the order of commands.
+    pub const CHANGED_AT: &str = "changedAt";
+    /// Message ID of the last command applied (S): its redelivery is written again.
+    pub const COMMAND_ID: &str = "commandId";
+    /// The TTL attribute, seconds (N): a day after a timed mute ends, 30 days after an unmute
+    /// (absent while muted until unmuted).
+    pub const EXPIRES_AT: &str = "expiresAt";
+}
+
+/// MembershipTable (partition [`membership::ROOM_ID`] S, sort [`membership::CLIENT_ID`] S):
+/// one item per room and member, written by the moderation function's `join`.
+pub mod membership {
+    /// The partition key (S): the room ID.
+    pub const ROOM_ID: &str = "roomId";
+    /// The sort key (S): the member's client ID.
+    pub const CLIENT_ID: &str = "clientId";
+    /// The first join, ms (N; a later join keeps it).
+    pub const JOINED_AT: &str = "joinedAt";
+    /// The member's role when it joined (S): `teacher`, `student` or `other`.
+    pub const ROLE: &str = "role";
+}
+
+/// PresenceTable (partition [`presence::CLIENT_ID`] S, sort [`presence::CHANNEL_ID`] S; TTL
+/// attribute [`presence::EXPIRES_AT`]): the presence function's per-channel state and the
+/// per-client head item. Layout: [`crate::presence`].
+pub mod presence {
+    /// The partition key (S): the client ID.
+    pub const CLIENT_ID: &str = "clientId";
+    /// The sort key (S): the channel ID, or [`HEAD`] for the client's head item.
+    pub const CHANNEL_ID: &str = "channelId";
+    /// Channel item: earliest connect time seen on the channel, ms (N; absent until the
+    /// connect arrives).
+    pub const CONNECTED_AT: &str = "connectedAt";
+    /// Channel item: earliest offline time seen on the channel, ms (N; absent while open).
+    pub const OFFLINE_AT: &str = "offlineAt";
+    /// Channel item: the event kind that gave `offlineAt` (S: `disconnect` or `tcpclean`).
+    pub const OFFLINE_KIND: &str = "offlineKind";
+    /// Channel item: why the channel went offline, when known (S).
+    pub const OFFLINE_REASON: &str = "offlineReason";
+    /// Channel item: the client's address on the connect (S).
+    pub const CLIENT_IP: &str = "clientIp";
+    /// Channel item with an offline event: when DynamoDB may delete it, seconds since the
+    /// epoch (N; the table's TTL attribute, `mapping::presence::RETENTION_MS` after the
+    /// offline event). The head item never has it.
+    pub const EXPIRES_AT: &str = "expiresAt";
+    /// The `channelId` of the per-client head item: the version lock of the client's items,
+    /// and the rooms the client joined. It starts with
+    /// `mapping::lifecycle::RESERVED_CHANNEL_PREFIX`, which no event's channel ID may.
+    pub const HEAD: &str = "#head";
+    /// Head item: the version every write of the client's state is conditioned on (N).
+    pub const VERSION: &str = "version";
+    /// Head item: the rooms the client joined (SS), added by the moderation function's `join`
+    /// in the transaction that records the membership, so the presence function's one Query
+    /// of the client's items also tells it whom to notify.
+    pub const ROOMS: &str = "rooms";
+    /// Head item: whether the client was online after the last event applied (BOOL), written
+    /// with [`VERSION`]; the moderation function reads it for a room's member list.
+    pub const ONLINE: &str = "online";
+
+    // An event cannot name the head item.
+    const _: () = assert!(HEAD.as_bytes()[0] == mapping::lifecycle::RESERVED_CHANNEL_PREFIX as u8);
+}
+
+/// AttendanceTable (partition [`attendance::CLIENT_ID`] S, sort [`attendance::SESSION_ID`] S):
+/// one item per connection, written by the presence function with the connection's channel.
+pub mod attendance {
+    /// The partition key (S): the client ID.
+    pub const CLIENT_ID: &str = "clientId";
+    /// The sort key (S): the connection's channel ID.
+    pub const SESSION_ID: &str = "sessionId";
+    /// When the connection opened, ms (N: the channel's earliest connect).
+    pub const JOINED_AT: &str = "joinedAt";
+    /// When it ended, ms (N: the channel's earliest offline event).
+    pub const LEFT_AT: &str = "leftAt";
+    /// The event kind that ended it (S: `disconnect` or `tcpclean`).
+    pub const LEAVE_KIND: &str = "leaveKind";
+    /// Why it ended, when known (S).
+    pub const LEAVE_REASON: &str = "leaveReason";
+    /// The client's address on the connect (S).
+    pub const CLIENT_IP: &str = "clientIp";
+    /// The client's rooms as read on an online/offline transition (SS): a hint, not the record
+    /// (attendance per room is the join of these sessions with the membership items).
+    pub const ROOMS: &str = "rooms";
 }

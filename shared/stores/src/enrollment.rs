@@ -9,7 +9,7 @@ use mapping::{ClientId, Role, RoomId};
 
 use crate::attrs::enrollment as a;
 use crate::error::StoreError;
-use crate::item::{BATCH_ATTEMPTS, Item, backoff, get_n, get_s, n, s};
+use crate::item::{BATCH_ATTEMPTS, Item, backoff, get_n, get_s, n, query_partition, s};
 
 /// Most items one `BatchWriteItem` may carry.
 const MAX_BATCH_WRITE: usize = 25;
@@ -145,29 +145,12 @@ impl EnrollmentTable {
     /// [`Enrollment::expires_at`] with the clock), sorted by room. One strongly consistent
     /// Query, paginated.
     pub async fn rooms_of(&self, client: &ClientId) -> Result<Vec<Enrollment>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let resp = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#c = :c")
-                .expression_attribute_names("#c", a::CLIENT_ID)
-                .expression_attribute_values(":c", s(client.as_str()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| StoreError::sdk("Query", &self.table, &e))?;
-            for item in resp.items.unwrap_or_default() {
-                out.push(self.enrollment(client, &item)?);
-            }
-            match resp.last_evaluated_key.filter(|k| !k.is_empty()) {
-                None => return Ok(out),
-                Some(key) => start = Some(key),
-            }
-        }
+        let items =
+            query_partition(&self.client, &self.table, a::CLIENT_ID, client.as_str()).await?;
+        items
+            .iter()
+            .map(|item| self.enrollment(client, item))
+            .collect()
     }
 
     fn enrollment(&self, client: &ClientId, item: &Item) -> Result<Enrollment, StoreError> {

@@ -1,7 +1,8 @@
-//! DynamoDB adapters of token sign-in (issue 9): the TokenTable (issued tokens,
-//! revocations) and the EnrollmentTable (which rooms a client may join and chat in). Used by
-//! the issuer (`functions/token`), the authorizer, moderation and the local stack; the pure
-//! rules they feed (`signin::Revocations::check`) live in `signin`.
+//! The one DynamoDB store layer: every table's adapter, its attribute names ([`attrs`]), one
+//! error type ([`StoreError`]) and the shared helpers (attribute values, the paginated
+//! partition Query, the pacing of unprocessed batch items). Used by every function, the CLI
+//! and the local stack. The adapters read and write; the rules that decide what to write live
+//! in the pure core (`mapping::classroom`, `signin::Revocations::check`), not here.
 //!
 //! # Layout
 //! - [`attrs`]: every attribute name and key prefix, with the item layouts. The template and
@@ -11,6 +12,13 @@
 //!   them (a Scan, for the local stack's revocations file).
 //! - [`enrollment`]: [`EnrollmentTable`]: enroll a client in rooms (`BatchWriteItem`), the
 //!   rooms of a client (Query).
+//! - [`presence`]: [`PresenceStore`]: a client's presence items (its channels, the head item
+//!   with the version lock and its rooms) in one Query, and one event's write (channel,
+//!   attendance item, version bump) in one transaction whose version conflict is an outcome
+//!   ([`WriteOutcome::Conflict`]), not an error.
+//! - [`moderation`]: [`ModerationStore`]: what the moderation rule reads (a chat's standing in
+//!   one `BatchGetItem`, a command's enrollment, a room's members) and writes (a conditional
+//!   mute change, a join in one transaction).
 //! - [`StoreError`]: the one error: the operation, the table and the SDK's message.
 //!
 //! Times are arguments (seconds, or ms where the layout says so): the adapters never read the
@@ -20,10 +28,14 @@ pub mod attrs;
 pub mod enrollment;
 mod error;
 mod item;
+pub mod moderation;
+pub mod presence;
 pub mod tokens;
 
 pub use enrollment::{Enrollment, EnrollmentTable};
 pub use error::StoreError;
+pub use moderation::ModerationStore;
+pub use presence::{PresenceStore, WriteOutcome};
 pub use tokens::{TokenRecord, TokenTable};
 
 /// The constructor, name and error helper every table adapter (a client and a table name)

@@ -1,5 +1,6 @@
 //! The §4.1 uplink record (broker rule -> uplink queue) and its mapping to the §4.2 backend
-//! message (outflow -> backend queue).
+//! message (outflow -> backend queue); and the other way, [`Origin::decode`]: the §4.2
+//! attributes a rule function reads back from a backend message.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -8,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Routes, RulesConfig};
 use crate::error::MappingError;
 use crate::names::ClientId;
-use crate::topic::Topic;
+use crate::topic::{Parent, SubTopic, Topic};
 
 /// The §4.1 uplink record, as the AWS IoT rule
 /// `SELECT encode(*, 'base64') AS payload, topic() AS topic, clientid() AS clientId,
@@ -116,6 +117,74 @@ impl BackendMessage {
     /// The SQS message attributes, key and string value, in §4.2 order.
     pub fn attributes(&self) -> Vec<(&'static str, String)> {
         self.clone().into_sqs().1
+    }
+}
+
+/// Where a backend message comes from: the §4.2 attributes a rule function reads back from
+/// it ([`BackendMessage::into_sqs`] writes them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Origin {
+    /// `clientId`: the broker-verified sender, never a field of the body.
+    pub sender: ClientId,
+    /// `mqttSecondTopic`, e.g. `/message` or `/command`.
+    pub sub: SubTopic,
+    /// `mqttMessageId`, stable across redeliveries (notice IDs derive from it); the queue's
+    /// own message ID when the attribute is absent.
+    pub message_id: String,
+    /// `timestamp`: broker receive time, ms; the batch's `now` when the attribute is absent.
+    pub ts: u64,
+}
+
+impl Origin {
+    /// Reads the §4.2 attributes of a backend message. `attr` looks a message attribute up by
+    /// key (its string value); `queue_message_id` stands in for an absent `mqttMessageId`,
+    /// `now_ms` (read once per batch by the caller) for an absent `timestamp`.
+    ///
+    /// Fails (a permanent error: the record is not a §4.2 message) without `clientId` or
+    /// `mqttSecondTopic`, with an invalid one, with a `timestamp` that is not milliseconds, or
+    /// with an `mqttParentTopic` that is not an uplink parent of `rules` (an absent parent is
+    /// accepted: the queue is the uplink's).
+    pub fn decode<'m>(
+        attr: impl Fn(&str) -> Option<&'m str>,
+        queue_message_id: &str,
+        now_ms: u64,
+        rules: &RulesConfig,
+    ) -> Result<Self, MappingError> {
+        if let Some(parent) = attr(keys::PARENT) {
+            let parent = Parent::parse(parent)?;
+            if !rules.is_uplink(&parent) {
+                return Err(MappingError::NotUplink {
+                    parent: parent.to_string(),
+                });
+            }
+        }
+        let sender = ClientId::parse(
+            attr(keys::CLIENT_ID).ok_or(MappingError::MissingAttribute(keys::CLIENT_ID))?,
+        )
+        .map_err(MappingError::ClientId)?;
+        let sub = SubTopic::parse(
+            attr(keys::SECOND).ok_or(MappingError::MissingAttribute(keys::SECOND))?,
+        )?;
+        let ts = match attr(keys::TIMESTAMP) {
+            None => now_ms,
+            Some(t) => t
+                .trim()
+                .parse()
+                .map_err(|_| MappingError::InvalidAttribute {
+                    name: keys::TIMESTAMP,
+                    reason: format!("{t:?} is not milliseconds"),
+                })?,
+        };
+        let message_id = attr(keys::MESSAGE_ID)
+            .unwrap_or(queue_message_id)
+            .to_owned();
+        Ok(Self {
+            sender,
+            sub,
+            message_id,
+            ts,
+        })
     }
 }
 
@@ -229,4 +298,112 @@ pub fn map_uplink_body<'r>(
     routes: &'r Routes,
 ) -> Result<Routed<'r>, MappingError> {
     uplink_to_backend(&UplinkRecord::from_json(body)?, message_id, rules, routes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topic::Parent;
+
+    fn rules() -> RulesConfig {
+        RulesConfig::new(
+            vec![Parent::parse("roomSend").unwrap()],
+            vec![Parent::parse("room").unwrap()],
+            crate::config::Limits::default(),
+        )
+        .unwrap()
+    }
+
+    fn backend() -> BackendMessage {
+        BackendMessage {
+            body: "{}".to_owned(),
+            encoding: Encoding::Text,
+            parent_topic: "roomSend".to_owned(),
+            second_topic: "/command".to_owned(),
+            client_id: ClientId::parse("GID_teacher@@@001").unwrap(),
+            qos: 1,
+            message_id: "m-1".to_owned(),
+            timestamp: 1_732_240_000_000,
+            tag: "command".to_owned(),
+        }
+    }
+
+    fn decode(attrs: &[(&'static str, String)], now_ms: u64) -> Result<Origin, MappingError> {
+        let attr = |key: &str| {
+            attrs
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        Origin::decode(attr, "sqs-1", now_ms, &rules())
+    }
+
+    #[test]
+    fn decode_reads_back_what_the_encoder_writes() {
+        let origin = decode(&backend().attributes(), 7).unwrap();
+        assert_eq!(
+            origin,
+            Origin {
+                sender: ClientId::parse("GID_teacher@@@001").unwrap(),
+                sub: SubTopic::parse("/command").unwrap(),
+                message_id: "m-1".to_owned(),
+                ts: 1_732_240_000_000,
+            }
+        );
+        assert_eq!(origin.sub.first_level(), "command");
+    }
+
+    #[test]
+    fn an_absent_id_or_time_falls_back_and_an_absent_parent_is_accepted() {
+        let attrs: Vec<_> = backend()
+            .attributes()
+            .into_iter()
+            .filter(|(k, _)| ![keys::MESSAGE_ID, keys::TIMESTAMP, keys::PARENT].contains(k))
+            .collect();
+        let origin = decode(&attrs, 42).unwrap();
+        assert_eq!((origin.message_id.as_str(), origin.ts), ("sqs-1", 42));
+    }
+
+    #[test]
+    fn a_record_that_is_not_a_backend_message_is_a_typed_error() {
+        let without = |key: &str| -> Vec<_> {
+            backend()
+                .attributes()
+                .into_iter()
+                .filter(|(k, _)| *k != key)
+                .collect()
+        };
+        let with = |key: &'static str, value: &str| -> Vec<_> {
+            let mut attrs = without(key);
+            attrs.push((key, value.to_owned()));
+            attrs
+        };
+        assert_eq!(
+            decode(&without(keys::CLIENT_ID), 0),
+            Err(MappingError::MissingAttribute(keys::CLIENT_ID))
+        );
+        assert_eq!(
+            decode(&without(keys::SECOND), 0),
+            Err(MappingError::MissingAttribute(keys::SECOND))
+        );
+        assert!(matches!(
+            decode(&with(keys::CLIENT_ID, "nobody"), 0),
+            Err(MappingError::ClientId(_))
+        ));
+        assert!(matches!(
+            decode(&with(keys::TIMESTAMP, "soon"), 0),
+            Err(MappingError::InvalidAttribute {
+                name: keys::TIMESTAMP,
+                ..
+            })
+        ));
+        assert!(matches!(
+            decode(&with(keys::PARENT, "room"), 0),
+            Err(MappingError::NotUplink { .. })
+        ));
+        assert!(matches!(
+            decode(&with(keys::SECOND, "/message//x"), 0),
+            Err(MappingError::Topic(_))
+        ));
+    }
 }

@@ -10,8 +10,8 @@ use serde::{Serialize, Serializer};
 use crate::config::RulesConfig;
 use crate::error::MappingError;
 use crate::names::ClientId;
+use crate::outflow::{check_payload, keys};
 use crate::topic::{Parent, SubTopic, Topic};
-use crate::uplink::{check_payload, keys};
 
 /// QoS a downlink message is published with when it names none (§4.3).
 pub const DEFAULT_DOWNLINK_QOS: Qos = Qos::AtLeastOnce;
@@ -92,7 +92,7 @@ fn serialize_payload<S: Serializer>(payload: &[u8], s: S) -> Result<S::Ok, S::Er
 #[serde(rename_all = "camelCase")]
 pub struct Publish {
     /// `parent + subtopic`.
-    #[serde(serialize_with = "crate::downlink::display")]
+    #[serde(serialize_with = "crate::inflow::display")]
     pub topic: Topic,
     /// QoS from `qoslevel`.
     pub qos: Qos,
@@ -176,7 +176,7 @@ pub fn downlink_to_publish(
     let max = rules.limits.payload_max_bytes;
     let payload = match msg.text(keys::ENCODING)? {
         None => msg.body.as_bytes().to_vec(),
-        Some("base64") => crate::uplink::decode_payload(msg.body, max)?,
+        Some("base64") => crate::outflow::decode_payload(msg.body, max)?,
         Some(other) => {
             return Err(MappingError::InvalidAttribute {
                 name: keys::ENCODING,
@@ -193,4 +193,31 @@ pub fn downlink_to_publish(
         timestamp,
         p2p_target,
     })
+}
+
+/// A downlink record as a backend writes it to the downlink queue (§4.3): the body and the
+/// attributes that [`DownlinkMessage`] reads back on the inflow side. The classroom functions
+/// make theirs from a notice ([`crate::Notice::to_downlink`]): the encoder next to its decoder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DownlinkRecord {
+    /// `mqttSecondTopic`.
+    pub second_topic: SubTopic,
+    /// `mqttMessageId`.
+    pub message_id: String,
+    /// `timestamp`, ms.
+    pub timestamp: u64,
+    /// The JSON body.
+    pub body: String,
+}
+
+impl DownlinkRecord {
+    /// The SQS message attributes (key, string value).
+    pub fn attributes(&self) -> [(&'static str, String); 3] {
+        [
+            (keys::SECOND, self.second_topic.to_string()),
+            (keys::MESSAGE_ID, self.message_id.clone()),
+            (keys::TIMESTAMP, self.timestamp.to_string()),
+        ]
+    }
 }
