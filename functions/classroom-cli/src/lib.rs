@@ -1,26 +1,37 @@
 //! The classroom admin CLI (`classroom`), as a library so it is tested without a shell.
 //!
 //! # Layout
-//! - [`Command`]: the parsed command line ([`USAGE`]).
+//! - [`CliCommand`]: the parsed command line ([`USAGE`]).
 //! - [`run`]: runs a command with the functions' configuration:
 //!   - `classroom notify "text" [--id <msgId>]` sends a system notice (`{"type":"system",...}`)
 //!     to `room/system` through the downlink queue (`DOWNLINK_QUEUE_URL`); the inflow function
 //!     publishes it. Prints the notice ID. Pass `--id` to resend the same notice (clients
 //!     de-duplicate by `msgId`).
 //!   - `classroom online <clientId>...` asks whether 1 to 10 clients are online, from the
-//!     presence table (`PRESENCE_TABLE`), and prints one JSON answer per line.
+//!     presence table (`PRESENCE_TABLE`), and prints one JSON answer per line: the presence
+//!     query's rule (`mapping::classroom::query`) over the presence store
+//!     (`stores::PresenceStore`), as the presence-query function answers it.
 //!   - `classroom token issue|classroom|status|revoke|revoke-client|query ...` ([`TokenCommand`])
-//!     calls the token issuer's HTTP handler (`token::Function::handle`) in-process with the
-//!     request its HTTP API takes ([`TokenCommand::request`]) and prints the JSON answer; an
-//!     answer other than 2xx is an error (exit code 1) with the JSON on stderr. The issuer's
-//!     variables apply (`TOKEN_TABLE`, `ENROLLMENT_TABLE`, `SIGNING_KEYS_SECRET_ID`,
-//!     `IOT_ARN_PREFIX`, ...).
+//!     runs the token issuer's operation ([`TokenCommand::operation`]) on the `issuer` service
+//!     in-process, the one the token function's HTTP API routes to, and prints its JSON answer
+//!     (the body the HTTP API returns); a refusal is an error (exit code 1) with its status and
+//!     JSON on stderr. The issuer's variables apply (`TOKEN_TABLE`, `ENROLLMENT_TABLE`,
+//!     `SIGNING_KEYS_SECRET_ID`, `IOT_ARN_PREFIX`, ...).
+//!
+//! # What it links
+//! Our libraries only, no function crate: `issuer` (with `stores` and `signin`), `stores`
+//! (the presence read), `mapping`, and `kit` for the configuration, the SQS sender and the
+//! secret read; the AWS SDK's DynamoDB, SQS and Secrets Manager clients. No Lambda runtime
+//! crate (`lambda_http`, `lambda_runtime`, `aws_lambda_events`): check with
+//! `cargo tree -p classroom-cli -e normal`.
 
+use issuer::{ApiError, ClassroomRequest, IssueRequest, Issuer, Operation, QueryRequest};
 use kit::{ConfigError, Env, OutgoingMessage, SendError, SqsSender};
-use lambda_http::{Body, Request};
+use mapping::classroom::query::{self, QueryError};
 use mapping::{Notice, SystemNotice};
-use presence_query::{Answer, QueryError};
-use serde_json::json;
+use stores::{PresenceStore, StoreError};
+
+pub use issuer::Expiry;
 
 /// The usage text.
 pub const USAGE: &str = "usage:
@@ -48,7 +59,7 @@ pub const DEFAULT_EXPIRES_IN: u64 = 3600;
 
 /// A parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub enum CliCommand {
     /// Send a system notice.
     Notify {
         /// The text.
@@ -65,16 +76,7 @@ pub enum Command {
     Token(TokenCommand),
 }
 
-/// When a requested token expires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expiry {
-    /// `expiresIn`: seconds after issue.
-    In(u64),
-    /// `expireTime`: ms since the epoch (Alibaba's form).
-    At(u64),
-}
-
-/// `classroom token ...`: one route of the token issuer.
+/// `classroom token ...`: one operation of the token issuer (with its HTTP route).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenCommand {
     /// `POST /tokens`.
@@ -119,20 +121,6 @@ pub enum TokenCommand {
         /// The client it must be for, if given.
         client_id: Option<String>,
     },
-}
-
-/// Percent-encodes a path segment (everything but `[A-Za-z0-9_-]`), so any argument stays
-/// one segment and the issuer refuses what is not an ID.
-fn path_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 fn value_of<'a>(
@@ -266,57 +254,44 @@ impl TokenCommand {
         }
     }
 
-    /// The HTTP request the issuer's API takes for this command (the same JSON as over HTTP).
-    pub fn request(&self) -> Request {
-        let (method, path, body) = match self {
+    /// The issuer's operation for this command: the same request its HTTP API takes, checked
+    /// the same way (a refusal names the field at fault, as over HTTP).
+    pub fn operation(&self) -> Result<Operation, ApiError> {
+        Ok(match self {
             Self::Issue {
                 client_id,
                 read,
                 write,
                 expiry,
-            } => {
-                let mut body = json!({ "clientId": client_id, "read": read, "write": write });
-                match expiry {
-                    Expiry::In(s) => body["expiresIn"] = (*s).into(),
-                    Expiry::At(ms) => body["expireTime"] = (*ms).into(),
-                }
-                ("POST", "/tokens".to_owned(), Some(body))
-            }
+            } => Operation::Issue(IssueRequest::new(
+                client_id,
+                read.clone(),
+                write.clone(),
+                *expiry,
+            )?),
             Self::Classroom {
                 client_id,
                 rooms,
                 expires_in,
-            } => (
-                "POST",
-                "/tokens/classroom".to_owned(),
-                Some(json!({ "clientId": client_id, "rooms": rooms, "expiresIn": expires_in })),
-            ),
-            Self::Status { token_id } => {
-                ("GET", format!("/tokens/{}", path_segment(token_id)), None)
-            }
-            Self::Revoke { token_id } => (
-                "POST",
-                format!("/tokens/{}/revoke", path_segment(token_id)),
-                None,
-            ),
-            Self::RevokeClient { client_id } => (
-                "POST",
-                format!("/clients/{}/revoke", path_segment(client_id)),
-                None,
-            ),
-            Self::Query { token, client_id } => {
-                let mut body = json!({ "token": token });
-                if let Some(c) = client_id {
-                    body["clientId"] = c.clone().into();
-                }
-                ("POST", "/tokens/query".to_owned(), Some(body))
-            }
-        };
-        let mut request = Request::new(body.map_or(Body::Empty, |b| Body::Text(b.to_string())));
-        *request.method_mut() = lambda_http::http::Method::from_bytes(method.as_bytes())
-            .unwrap_or(lambda_http::http::Method::GET);
-        *request.uri_mut() = path.parse().unwrap_or_default();
-        request
+            } => Operation::Classroom(ClassroomRequest::new(
+                client_id,
+                rooms,
+                Expiry::In(*expires_in),
+            )?),
+            Self::Status { token_id } => Operation::Status {
+                token_id: token_id.clone(),
+            },
+            Self::Revoke { token_id } => Operation::Revoke {
+                token_id: token_id.clone(),
+            },
+            Self::RevokeClient { client_id } => Operation::RevokeClient {
+                client_id: client_id.clone(),
+            },
+            Self::Query { token, client_id } => Operation::Query(QueryRequest {
+                token: token.clone(),
+                client_id: client_id.clone(),
+            }),
+        })
     }
 }
 
@@ -325,7 +300,7 @@ impl TokenCommand {
 #[error("{0}")]
 pub struct UsageError(String);
 
-impl Command {
+impl CliCommand {
     /// Parses the arguments (without the program name).
     pub fn parse(args: &[String]) -> Result<Self, UsageError> {
         match args.split_first() {
@@ -353,10 +328,10 @@ impl Command {
                 Ok(Self::Notify { text, id })
             }
             Some((cmd, rest)) if cmd == "online" => {
-                if rest.is_empty() || rest.len() > presence_query::MAX_BATCH {
+                if rest.is_empty() || rest.len() > query::MAX_BATCH {
                     return Err(UsageError(format!(
                         "online takes 1 to {} client IDs, not {}",
-                        presence_query::MAX_BATCH,
+                        query::MAX_BATCH,
                         rest.len()
                     )));
                 }
@@ -380,13 +355,16 @@ pub enum RunError {
     /// The notice could not be queued.
     #[error(transparent)]
     Send(#[from] SendError),
-    /// The presence query failed.
+    /// The presence query was refused.
     #[error(transparent)]
     Query(#[from] QueryError),
-    /// The token issuer answered with an error (its JSON answer).
+    /// The presence store failed.
+    #[error(transparent)]
+    Presence(#[from] StoreError),
+    /// The token issuer refused (its status and JSON answer, as over HTTP).
     #[error("the token issuer answered {status}: {body}")]
     Token {
-        /// The HTTP status.
+        /// The HTTP status its API answers the refusal with.
         status: u16,
         /// The JSON answer.
         body: String,
@@ -408,13 +386,13 @@ pub fn system_notice(text: &str, id: &str, now_ms: u64) -> Notice {
 
 /// Runs a command; returns what to print.
 pub async fn run(
-    command: &Command,
+    command: &CliCommand,
     env: &Env,
     sdk: &aws_config::SdkConfig,
 ) -> Result<String, RunError> {
     let rules = env.rules()?;
     match command {
-        Command::Notify { text, id } => {
+        CliCommand::Notify { text, id } => {
             let queue = env.required(
                 "DOWNLINK_QUEUE_URL",
                 "set it to the downlink queue URL (stack output DownlinkQueueUrl)",
@@ -436,29 +414,30 @@ pub async fn run(
             }
             Ok(id)
         }
-        Command::Online { clients } => {
-            let query = presence_query::Function::from_env_with(env, sdk)?;
-            let ids = presence_query::parse_clients(clients)?;
-            let answers: Vec<Answer> = query.online(&ids).await?;
+        CliCommand::Online { clients } => {
+            let table = env.required("PRESENCE_TABLE", "set it to the PresenceTable name")?;
+            let store = PresenceStore::reader(aws_sdk_dynamodb::Client::new(sdk), table);
+            let ids = query::parse_clients(clients)?;
+            let snapshots = store.read_many(&ids).await?;
+            let answers = query::answers(&ids, snapshots.iter().map(|s| &s.presence));
             Ok(answers
                 .iter()
                 .map(|a| serde_json::to_string(a).unwrap_or_default())
                 .collect::<Vec<_>>()
                 .join("\n"))
         }
-        Command::Token(command) => {
-            let issuer = token::Function::from_env_with(env, sdk).await?;
-            let response = issuer.handle(command.request()).await;
-            let status = response.status();
-            let body = String::from_utf8_lossy(response.body().as_ref()).into_owned();
-            if status.is_success() {
-                Ok(body)
-            } else {
-                Err(RunError::Token {
-                    status: status.as_u16(),
-                    body,
-                })
-            }
+        CliCommand::Token(command) => {
+            let issuer = Issuer::from_env_with(env, sdk).await?;
+            let refused = |e: ApiError| RunError::Token {
+                status: e.status.code(),
+                body: e.to_json(),
+            };
+            let operation = command.operation().map_err(refused)?;
+            let reply = issuer
+                .serve(&operation, kit::now_ms())
+                .await
+                .map_err(refused)?;
+            Ok(serde_json::to_string(&reply).unwrap_or_default())
         }
     }
 }
@@ -474,42 +453,42 @@ mod tests {
     #[test]
     fn notify_takes_one_text_and_an_optional_id() {
         assert_eq!(
-            Command::parse(&args(&["notify", "class starts"])),
-            Ok(Command::Notify {
+            CliCommand::parse(&args(&["notify", "class starts"])),
+            Ok(CliCommand::Notify {
                 text: "class starts".to_owned(),
                 id: None
             })
         );
         assert_eq!(
-            Command::parse(&args(&["notify", "--id", "n1", "hi"])),
-            Ok(Command::Notify {
+            CliCommand::parse(&args(&["notify", "--id", "n1", "hi"])),
+            Ok(CliCommand::Notify {
                 text: "hi".to_owned(),
                 id: Some("n1".to_owned())
             })
         );
-        assert!(Command::parse(&args(&["notify"])).is_err());
-        assert!(Command::parse(&args(&["notify", "a", "b"])).is_err());
-        assert!(Command::parse(&args(&["notify", "hi", "--id"])).is_err());
+        assert!(CliCommand::parse(&args(&["notify"])).is_err());
+        assert!(CliCommand::parse(&args(&["notify", "a", "b"])).is_err());
+        assert!(CliCommand::parse(&args(&["notify", "hi", "--id"])).is_err());
     }
 
     #[test]
     fn online_takes_one_to_ten_clients() {
-        assert!(Command::parse(&args(&["online"])).is_err());
+        assert!(CliCommand::parse(&args(&["online"])).is_err());
         let ten: Vec<String> = std::iter::once("online".to_owned())
             .chain((0..10).map(|i| format!("GID_student@@@{i:03}")))
             .collect();
-        assert!(Command::parse(&ten).is_ok());
+        assert!(CliCommand::parse(&ten).is_ok());
         let mut eleven = ten.clone();
         eleven.push("GID_student@@@010".to_owned());
-        assert!(Command::parse(&eleven).is_err());
-        assert!(Command::parse(&args(&["kick"])).is_err());
-        assert!(Command::parse(&[]).is_err());
+        assert!(CliCommand::parse(&eleven).is_err());
+        assert!(CliCommand::parse(&args(&["kick"])).is_err());
+        assert!(CliCommand::parse(&[]).is_err());
     }
 
     #[test]
     fn token_subcommands_parse_with_their_options() {
         assert_eq!(
-            Command::parse(&args(&[
+            CliCommand::parse(&args(&[
                 "token",
                 "issue",
                 "GID_student@@@001",
@@ -522,7 +501,7 @@ mod tests {
                 "--expires-in",
                 "600"
             ])),
-            Ok(Command::Token(TokenCommand::Issue {
+            Ok(CliCommand::Token(TokenCommand::Issue {
                 client_id: "GID_student@@@001".to_owned(),
                 read: args(&["room/system", "room/message/1"]),
                 write: args(&["roomSend/message"]),
@@ -530,8 +509,8 @@ mod tests {
             }))
         );
         assert_eq!(
-            Command::parse(&args(&["token", "issue", "c", "--expire-time", "5000"])),
-            Ok(Command::Token(TokenCommand::Issue {
+            CliCommand::parse(&args(&["token", "issue", "c", "--expire-time", "5000"])),
+            Ok(CliCommand::Token(TokenCommand::Issue {
                 client_id: "c".to_owned(),
                 read: vec![],
                 write: vec![],
@@ -539,16 +518,16 @@ mod tests {
             }))
         );
         assert_eq!(
-            Command::parse(&args(&["token", "classroom", "c", "1", "2"])),
-            Ok(Command::Token(TokenCommand::Classroom {
+            CliCommand::parse(&args(&["token", "classroom", "c", "1", "2"])),
+            Ok(CliCommand::Token(TokenCommand::Classroom {
                 client_id: "c".to_owned(),
                 rooms: args(&["1", "2"]),
                 expires_in: DEFAULT_EXPIRES_IN,
             }))
         );
         assert_eq!(
-            Command::parse(&args(&["token", "query", "-", "--client", "c"])),
-            Ok(Command::Token(TokenCommand::Query {
+            CliCommand::parse(&args(&["token", "query", "-", "--client", "c"])),
+            Ok(CliCommand::Token(TokenCommand::Query {
                 token: "-".to_owned(),
                 client_id: Some("c".to_owned()),
             }))
@@ -576,21 +555,13 @@ mod tests {
             &["token", "revoke-client"],
             &["token", "query", "t", "--force"],
         ] {
-            assert!(Command::parse(&args(bad)).is_err(), "{bad:?}");
+            assert!(CliCommand::parse(&args(bad)).is_err(), "{bad:?}");
         }
     }
 
-    fn parts(c: &TokenCommand) -> (String, String, Option<serde_json::Value>) {
-        let r = c.request();
-        let body = match r.body() {
-            Body::Empty => None,
-            b => Some(serde_json::from_slice(b.as_ref()).unwrap()),
-        };
-        (r.method().to_string(), r.uri().path().to_owned(), body)
-    }
-
     #[test]
-    fn token_subcommands_send_the_issuers_http_requests() {
+    fn token_subcommands_are_the_issuers_operations() {
+        let student = mapping::ClientId::parse("GID_student@@@001").unwrap();
         let issue = TokenCommand::Issue {
             client_id: "GID_student@@@001".to_owned(),
             read: args(&["room/system"]),
@@ -598,52 +569,75 @@ mod tests {
             expiry: Expiry::At(9000),
         };
         assert_eq!(
-            parts(&issue),
-            (
-                "POST".to_owned(),
-                "/tokens".to_owned(),
-                Some(
-                    json!({"clientId": "GID_student@@@001", "read": ["room/system"],
-                            "write": [], "expireTime": 9000})
-                )
-            )
+            issue.operation(),
+            Ok(Operation::Issue(IssueRequest {
+                client: student.clone(),
+                read: args(&["room/system"]),
+                write: vec![],
+                expiry: Expiry::At(9000),
+            }))
         );
         let classroom = TokenCommand::Classroom {
-            client_id: "c".to_owned(),
+            client_id: "GID_student@@@001".to_owned(),
             rooms: args(&["1"]),
             expires_in: 60,
         };
         assert_eq!(
-            parts(&classroom).2,
-            Some(json!({"clientId": "c", "rooms": ["1"], "expiresIn": 60}))
+            classroom.operation(),
+            Ok(Operation::Classroom(ClassroomRequest {
+                client: student,
+                rooms: vec![mapping::RoomId::parse("1").unwrap()],
+                expiry: Expiry::In(60),
+            }))
+        );
+        // What the issuer refuses is refused as over HTTP, naming the field.
+        let bad = TokenCommand::Classroom {
+            client_id: "c".to_owned(),
+            rooms: args(&["1"]),
+            expires_in: 60,
+        };
+        let e = bad.operation().unwrap_err();
+        assert_eq!(
+            (e.status.code(), e.field.as_deref()),
+            (400, Some("clientId"))
         );
         let revoke_client = TokenCommand::RevokeClient {
             client_id: "GID_student@@@001".to_owned(),
         };
         assert_eq!(
-            parts(&revoke_client),
-            (
-                "POST".to_owned(),
-                "/clients/GID_student%40%40%40001/revoke".to_owned(),
-                None
-            )
+            revoke_client.operation(),
+            Ok(Operation::RevokeClient {
+                client_id: "GID_student@@@001".to_owned()
+            })
         );
-        // An argument never spills into another path segment.
+        // An argument is never taken for something else: a token ID that is not one is
+        // refused by the issuer, naming the field.
         let status = TokenCommand::Status {
             token_id: "../clients/x".to_owned(),
         };
-        assert_eq!(parts(&status).1, "/tokens/%2E%2E%2Fclients%2Fx");
+        assert_eq!(
+            status.operation(),
+            Ok(Operation::Status {
+                token_id: "../clients/x".to_owned()
+            })
+        );
+        assert_eq!(
+            issuer::check_token_id("../clients/x")
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("tokenId")
+        );
         let query = TokenCommand::Query {
             token: "ct1.x".to_owned(),
             client_id: None,
         };
         assert_eq!(
-            parts(&query),
-            (
-                "POST".to_owned(),
-                "/tokens/query".to_owned(),
-                Some(json!({"token": "ct1.x"}))
-            )
+            query.operation(),
+            Ok(Operation::Query(QueryRequest {
+                token: "ct1.x".to_owned(),
+                client_id: None
+            }))
         );
     }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut command = match classroom_cli::Command::parse(&args) {
+    let mut command = match classroom_cli::CliCommand::parse(&args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("classroom: {e}\n\n{}", classroom_cli::USAGE);
@@ -16,7 +16,7 @@ async fn main() -> ExitCode {
     };
     // `token query -` reads the token from stdin, so it stays out of the process list and the
     // shell history.
-    if let classroom_cli::Command::Token(classroom_cli::TokenCommand::Query { token, .. }) =
+    if let classroom_cli::CliCommand::Token(classroom_cli::TokenCommand::Query { token, .. }) =
         &mut command
         && token == "-"
     {

@@ -1,6 +1,7 @@
 //! The `classroom` binary against a real moto: a notice reaches the downlink queue with the
-//! §4.3 attributes, `online` answers from the presence table, and `token ...` issues,
-//! queries and revokes tokens through the issuer's handler.
+//! downlink message attributes (`mqttSecondTopic`, `mqttMessageId`, `timestamp`), `online`
+//! answers from the presence table, and `token ...` issues, queries and revokes tokens through
+//! the issuer service.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests
 

@@ -1,119 +1,60 @@
-//! The synchronous presence query (SPEC §5, the seeds' QuerySessionByClientId and
-//! BatchQuerySessionByClientIds): is a client online, and on which connections?
+//! The synchronous presence query (the seeds' QuerySessionByClientId and
+//! BatchQuerySessionByClientIds): is a client online, and on which connections? An HTTP API
+//! (API Gateway HTTP API in the cloud, `local-api` locally).
+//!
+//! # Routes
+//! - `GET /presence/{clientId}` -> one answer `{"clientId","online","channels":[...],"since"?}`
+//!   (`since`: the earliest connect time of its open connections, ms);
+//! - `POST /presence/batch` with `{"clientIds":[...]}` (1 to 10) -> `{"results":[answer...]}`,
+//!   in the order asked.
+//! - Errors are JSON `{"error","message"}` with 400 (`batch_size`, `invalid_client_id`,
+//!   `invalid_body`), 404 (`not_found`: no such route) or 503 (`store_unavailable`: the store
+//!   failed; retry).
 //!
 //! # Layout
-//! - [`Function`]: built once per container; [`Function::online`] answers for 1..=10 clients
-//!   (the CLI calls it too), [`Function::handle`] is the HTTP API:
-//!   - `GET /presence/{clientId}` -> one [`Answer`];
-//!   - `POST /presence/batch` with `{"clientIds":[...]}` (1 to 10) -> `{"results":[Answer...]}`.
-//! - Errors are JSON `{"error","message"}` with 400 (bad client ID or body), 404 (no such
-//!   route) or 503 (the store failed; retry).
+//! - [`Function`]: built once per container; [`Function::online`] reads and answers for 1..=10
+//!   clients, [`Function::handle`] is the HTTP API.
+//! - The rule (which clients, the answer for each) is `mapping::classroom::query`; the read is
+//!   `stores::presence::PresenceStore` (one strongly consistent Query per client, the batch's
+//!   queries run concurrently), over the items the presence function writes.
 //!
-//! The answer is read from the presence items the presence function writes (one strongly
-//! consistent Query per client, the batch's queries run concurrently) and decided by the same
-//! pure rule ([`mapping::ClientPresence::is_online`]).
+//! # Environment
+//! `PRESENCE_TABLE` (required), the rules variables (`UPLINK_PARENTS`, `DOWNLINK_PARENTS`,
+//! `TOPIC_MAX_CHARS`, `PAYLOAD_MAX_BYTES`: validated so every function refuses the same bad
+//! configuration) and the AWS SDK's (`AWS_ENDPOINT_URL` for moto locally).
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use mapping::{ClientId, ClientPresence};
-use presence::store::{PresenceStore, StoreError};
-use serde::{Deserialize, Serialize};
+use mapping::ClientId;
+use mapping::classroom::query::{self, Answer, QueryError, parse_batch, parse_clients};
+use stores::{PresenceStore, StoreError};
 
-/// Most clients one query may ask about (the seeds' batch limit).
-pub const MAX_BATCH: usize = 10;
-
-/// The answer for one client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Answer {
-    /// The client.
-    pub client_id: String,
-    /// Whether some connection of it is open.
-    pub online: bool,
-    /// Its open connections (channel IDs).
-    pub channels: Vec<String>,
-    /// Since when it has been connected: the earliest connect time of its open connections, ms.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub since: Option<u64>,
-}
-
-impl Answer {
-    /// The answer a client's presence gives.
-    pub fn from_presence(client: &ClientId, presence: &ClientPresence) -> Self {
-        let open: Vec<(&String, u64)> = presence
-            .channels
-            .iter()
-            .filter(|(_, c)| c.is_open())
-            .filter_map(|(id, c)| c.connected_at.map(|t| (id, t)))
-            .collect();
-        Self {
-            client_id: client.to_string(),
-            online: !open.is_empty(),
-            since: open.iter().map(|(_, t)| *t).min(),
-            channels: open.into_iter().map(|(id, _)| id.clone()).collect(),
-        }
-    }
-}
-
-/// Why a query was refused.
+/// Why a presence request was not answered.
 #[derive(Debug, thiserror::Error)]
-pub enum QueryError {
-    /// No client, or more than [`MAX_BATCH`].
-    #[error("ask about 1 to {MAX_BATCH} clients, not {0}")]
-    BatchSize(usize),
-    /// A client ID that is not valid.
-    #[error("client ID {id:?} is invalid: {reason}")]
-    ClientId {
-        /// The ID given.
-        id: String,
-        /// Why.
-        reason: String,
-    },
-    /// The body is not `{"clientIds":[...]}`.
-    #[error("body must be {{\"clientIds\":[\"<clientId>\", ...]}}: {0}")]
-    Body(String),
-    /// The store failed.
+pub enum PresenceQueryError {
+    /// The request is at fault (400).
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// The store failed (503).
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-impl QueryError {
+impl PresenceQueryError {
     fn status(&self) -> StatusCode {
         match self {
+            Self::Query(_) => StatusCode::BAD_REQUEST,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::BAD_REQUEST,
         }
     }
 
-    fn kind(&self) -> &'static str {
+    /// Its stable name (the `error` of the JSON answer).
+    pub fn kind(&self) -> &'static str {
         match self {
-            Self::BatchSize(_) => "batch_size",
-            Self::ClientId { .. } => "invalid_client_id",
-            Self::Body(_) => "invalid_body",
+            Self::Query(e) => e.kind(),
             Self::Store(_) => "store_unavailable",
         }
     }
-}
-
-/// Parses client IDs, refusing an empty or oversize batch.
-pub fn parse_clients<S: AsRef<str>>(ids: &[S]) -> Result<Vec<ClientId>, QueryError> {
-    if ids.is_empty() || ids.len() > MAX_BATCH {
-        return Err(QueryError::BatchSize(ids.len()));
-    }
-    ids.iter()
-        .map(|id| {
-            ClientId::parse(id.as_ref()).map_err(|e| QueryError::ClientId {
-                id: id.as_ref().to_owned(),
-                reason: e.to_string(),
-            })
-        })
-        .collect()
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct BatchBody {
-    client_ids: Vec<String>,
 }
 
 fn error_response(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
@@ -155,27 +96,23 @@ impl Function {
     }
 
     /// Whether each client is online, in the order asked (1 to 10 clients).
-    pub async fn online(&self, clients: &[ClientId]) -> Result<Vec<Answer>, QueryError> {
-        if clients.is_empty() || clients.len() > MAX_BATCH {
-            return Err(QueryError::BatchSize(clients.len()));
+    pub async fn online(&self, clients: &[ClientId]) -> Result<Vec<Answer>, PresenceQueryError> {
+        if clients.is_empty() || clients.len() > query::MAX_BATCH {
+            return Err(QueryError::BatchSize(clients.len()).into());
         }
-        let reads = clients.iter().map(|c| self.store.read(c));
-        let snapshots = futures::future::try_join_all(reads).await?;
-        Ok(clients
-            .iter()
-            .zip(snapshots)
-            .map(|(c, s)| Answer::from_presence(c, &s.presence))
-            .collect())
+        let snapshots = self.store.read_many(clients).await?;
+        Ok(query::answers(
+            clients,
+            snapshots.iter().map(|s| &s.presence),
+        ))
     }
 
-    async fn route(&self, request: &Request) -> Result<Response<Body>, QueryError> {
+    async fn route(&self, request: &Request) -> Result<Response<Body>, PresenceQueryError> {
         let path = request.uri().path().trim_end_matches('/');
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         match (request.method(), segments.as_slice()) {
             (&Method::POST, [.., "presence", "batch"]) => {
-                let body: BatchBody = serde_json::from_slice(request.body().as_ref())
-                    .map_err(|e| QueryError::Body(e.to_string()))?;
-                let clients = parse_clients(&body.client_ids)?;
+                let clients = parse_batch(request.body().as_ref())?;
                 let results = self.online(&clients).await?;
                 Ok(kit::http::json_response(
                     StatusCode::OK,
@@ -208,28 +145,5 @@ impl Function {
                 error_response(e.status(), e.kind(), &e.to_string())
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batches_hold_one_to_ten_valid_clients() {
-        assert!(matches!(
-            parse_clients::<&str>(&[]),
-            Err(QueryError::BatchSize(0))
-        ));
-        let eleven = vec!["GID_student@@@002"; 11];
-        assert!(matches!(
-            parse_clients(&eleven),
-            Err(QueryError::BatchSize(11))
-        ));
-        assert!(matches!(
-            parse_clients(&["nobody"]),
-            Err(QueryError::ClientId { .. })
-        ));
-        assert_eq!(parse_clients(&eleven[..10]).unwrap().len(), 10);
     }
 }

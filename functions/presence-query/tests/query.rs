@@ -1,14 +1,32 @@
-//! The presence query against a real moto, over state written by the presence function.
+//! The presence query against a real moto, over state written as the presence function
+//! writes it (its rule, `mapping::classroom::presence`, through `stores::PresenceStore`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests
 
 use kit::Env;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request};
+use mapping::classroom::presence::{Rule, Step};
+use mapping::classroom::query::Answer;
 use mapping::{ClientId, LifecycleEvent, LifecycleKind};
-use presence_query::{Answer, Function};
+use presence_query::Function;
 use serde_json::{Value, json};
+use stores::{PresenceStore, WriteOutcome};
 use testkit::{Moto, create_table};
+
+/// Applies one event as the presence function does: read, decide, write (no rooms joined,
+/// so there is nothing to announce).
+async fn apply(store: &PresenceStore, event: LifecycleEvent) {
+    let mut rule = Rule::new(event);
+    let read = store.read(&rule.event().client_id).await.unwrap();
+    match rule.decide(&read) {
+        Step::Duplicate { .. } => {}
+        Step::Write { notices, write, .. } => {
+            assert!(notices.is_empty(), "{notices:?}");
+            assert_eq!(store.write(&write).await.unwrap(), WriteOutcome::Written);
+        }
+    }
+}
 
 fn ev(client: &str, kind: LifecycleKind, time_ms: u64, channel: &str) -> LifecycleEvent {
     LifecycleEvent {
@@ -41,16 +59,7 @@ async fn one_client_and_a_batch_are_answered_from_the_presence_table() {
     create_table(&ddb, "presence", "clientId", "channelId", false).await;
     create_table(&ddb, "attendance", "clientId", "sessionId", false).await;
     create_table(&ddb, "membership", "roomId", "clientId", true).await;
-    let writer = presence::Function::from_env_with(
-        &Env::from_map([
-            ("PRESENCE_TABLE", "presence"),
-            ("ATTENDANCE_TABLE", "attendance"),
-            ("MEMBERSHIP_TABLE", "membership"),
-            ("DOWNLINK_QUEUE_URL", "http://unused.invalid/queue"),
-        ]),
-        &sdk,
-    )
-    .unwrap();
+    let writer = PresenceStore::new(ddb.clone(), "presence", "attendance");
     // Student 001: connected then a flash reconnect (the old channel's tcpclean comes last).
     for e in [
         ev("GID_student@@@001", LifecycleKind::Connect, 100, "old"),
@@ -60,7 +69,7 @@ async fn one_client_and_a_batch_are_answered_from_the_presence_table() {
         ev("GID_student@@@002", LifecycleKind::TcpClean, 150, "c"),
     ] {
         // No memberships: transitions announce to no room, so nothing is sent.
-        writer.apply(&e).await.unwrap();
+        apply(&writer, e).await;
     }
 
     let query =
@@ -139,4 +148,54 @@ async fn one_client_and_a_batch_are_answered_from_the_presence_table() {
         assert_eq!(resp.status(), status);
         assert_eq!(json_of(&resp)["error"], kind);
     }
+}
+
+/// The `cargo lambda invoke` fixtures (API Gateway HTTP API v2 events, as `make invoke
+/// FN=presence-query FIXTURE=...` sends them) parse as requests and are answered: student 001
+/// online, the teacher never seen.
+#[tokio::test]
+async fn the_invoke_fixtures_are_answered() {
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    create_table(&ddb, "presence", "clientId", "channelId", false).await;
+    create_table(&ddb, "attendance", "clientId", "sessionId", false).await;
+    let writer = PresenceStore::new(ddb.clone(), "presence", "attendance");
+    apply(
+        &writer,
+        ev(
+            "GID_student@@@student-001",
+            LifecycleKind::Connect,
+            100,
+            "c1",
+        ),
+    )
+    .await;
+    let query =
+        Function::from_env_with(&Env::from_map([("PRESENCE_TABLE", "presence")]), &sdk).unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let fixture = |name: &str| {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        lambda_http::request::from_str(&text).unwrap()
+    };
+
+    let one = query.handle(fixture("one-client.json")).await;
+    assert_eq!(one.status(), StatusCode::OK);
+    assert_eq!(json_of(&one)["clientId"], "GID_student@@@student-001");
+    assert_eq!(json_of(&one)["online"], true);
+
+    let batch = query.handle(fixture("batch.json")).await;
+    assert_eq!(batch.status(), StatusCode::OK);
+    let online: Vec<bool> = json_of(&batch)["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["online"].as_bool().unwrap())
+        .collect();
+    assert_eq!(online, [true, false]);
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        2,
+        "a new fixture gets its case here"
+    );
 }

@@ -6,14 +6,14 @@
 
 mod common;
 
-use common::{NOW_MS, NOW_S, Stack, json_of};
+use common::{IssuerStack, NOW_MS, NOW_S, json_of};
 use serde_json::json;
 
 #[test]
 fn every_fixture_gets_its_reviewed_answer() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (stack, function) = rt.block_on(async {
-        let stack = Stack::start().await;
+        let stack = IssuerStack::start().await;
         let function = stack.function(&[]).await;
         // The tokens the status and revoke fixtures name.
         for id in [

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ARN_PREFIX, NOW_MS, NOW_S, Stack, call, issue, key_set, raw_request, request};
+use common::{ARN_PREFIX, IssuerStack, NOW_MS, NOW_S, call, issue, key_set, raw_request, request};
 use mapping::{ClientId, Role, RoomId};
 use serde_json::{Value, json};
 use signin::{KeySet, TokenError};
@@ -22,7 +22,7 @@ fn strings(v: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn an_issued_token_verifies_and_is_recorded() {
-    let stack = Stack::start().await;
+    let stack = IssuerStack::start().await;
     let f = stack.function(&[]).await;
     let body = issue(
         &f,
@@ -82,7 +82,7 @@ async fn an_issued_token_verifies_and_is_recorded() {
 
 #[tokio::test]
 async fn alibabas_expire_time_sets_the_expiry_to_the_second() {
-    let stack = Stack::start().await;
+    let stack = IssuerStack::start().await;
     let f = stack.function(&[]).await;
     let (status, body) = call(
         &f,
@@ -124,7 +124,7 @@ async fn alibabas_expire_time_sets_the_expiry_to_the_second() {
 
 #[tokio::test]
 async fn a_lifetime_out_of_range_is_refused_not_capped() {
-    let stack = Stack::start().await;
+    let stack = IssuerStack::start().await;
     let f = stack.function(&[]).await;
     for lifetime in [59, 2_592_001, 0] {
         let (status, body) = call(
@@ -152,7 +152,7 @@ async fn a_lifetime_out_of_range_is_refused_not_capped() {
 
 #[tokio::test]
 async fn more_than_100_filters_or_a_policy_iot_cannot_hold_are_refused() {
-    let stack = Stack::start().await;
+    let stack = IssuerStack::start().await;
     let f = stack.function(&[]).await;
     let filters: Vec<String> = (0..101).map(|i| format!("room/message/{i}")).collect();
     let (status, body) = call(
@@ -214,7 +214,7 @@ async fn more_than_100_filters_or_a_policy_iot_cannot_hold_are_refused() {
 
 #[tokio::test]
 async fn bad_fields_are_refused_with_their_name() {
-    let stack = Stack::start().await;
+    let stack = IssuerStack::start().await;
     let f = stack.function(&[]).await;
     for (req, kind, field) in [
         (
@@ -271,7 +271,7 @@ async fn bad_fields_are_refused_with_their_name() {
 
 #[tokio::test]
 async fn the_classroom_route_grants_the_rooms_and_records_the_enrollment() {
-    let stack = Stack::start().await;
+    let stack = IssuerStack::start().await;
     let f = stack.function(&[]).await;
     let (status, body) = call(
         &f,
@@ -363,7 +363,7 @@ async fn the_classroom_route_grants_the_rooms_and_records_the_enrollment() {
 
 #[tokio::test]
 async fn the_classroom_route_refuses_other_groups_and_bad_rooms() {
-    let stack = Stack::start().await;
+    let stack = IssuerStack::start().await;
     let f = stack.function(&[]).await;
     let many: Vec<String> = (0..49).map(|i| i.to_string()).collect();
     for (req, kind, field) in [
@@ -456,7 +456,7 @@ async fn the_classroom_route_refuses_other_groups_and_bad_rooms() {
 
 #[tokio::test]
 async fn a_revoked_token_is_revoked_for_status_query_and_the_authorizer() {
-    let stack = Stack::start().await;
+    let stack = IssuerStack::start().await;
     let f = stack.function(&[]).await;
     let kept = issue(&f, STUDENT, &["room/system"], &[], 3600, NOW_MS).await;
     let body = issue(&f, STUDENT, &["room/system"], &[], 3600, NOW_MS).await;
@@ -508,7 +508,7 @@ async fn a_revoked_token_is_revoked_for_status_query_and_the_authorizer() {
 
 #[tokio::test]
 async fn revoke_all_revokes_every_earlier_token_and_never_a_later_one() {
-    let stack = Stack::start().await;
+    let stack = IssuerStack::start().await;
     let f = stack.function(&[]).await;
     let old = issue(&f, STUDENT, &["room/system"], &[], 3600, NOW_MS).await;
     let other = issue(&f, TEACHER, &["room/system"], &[], 3600, NOW_MS).await;
@@ -563,7 +563,7 @@ async fn revoke_all_revokes_every_earlier_token_and_never_a_later_one() {
 
 #[tokio::test]
 async fn query_answers_valid_or_the_reason_with_alibabas_code() {
-    let stack = Stack::start().await;
+    let stack = IssuerStack::start().await;
     let f = stack.function(&[]).await;
     let body = issue(
         &f,
@@ -639,7 +639,7 @@ async fn query_answers_valid_or_the_reason_with_alibabas_code() {
 
 #[tokio::test]
 async fn unknown_tokens_routes_and_bodies_are_refused() {
-    let stack = Stack::start().await;
+    let stack = IssuerStack::start().await;
     let f = stack.function(&[]).await;
     let unknown = "0123456789abcdef0123456789abcdef";
     for (req, status, kind) in [
@@ -704,7 +704,7 @@ async fn unknown_tokens_routes_and_bodies_are_refused() {
 
 #[tokio::test]
 async fn rotated_keys_are_picked_up_after_the_refresh_interval_and_a_failed_read_keeps_them() {
-    let stack = Stack::start().await;
+    let stack = IssuerStack::start().await;
     let eager = stack.function(&[("SIGNING_KEYS_REFRESH_SECS", "0")]).await;
     let lazy = stack.function(&[]).await;
     let kid = |body: &Value| {
@@ -758,7 +758,7 @@ async fn rotated_keys_are_picked_up_after_the_refresh_interval_and_a_failed_read
 
 #[tokio::test]
 async fn configuration_errors_name_the_variable() {
-    let stack = Stack::start().await;
+    let stack = IssuerStack::start().await;
     for (extra, var) in [
         (vec![("TOKEN_TABLE", "")], "TOKEN_TABLE"),
         (vec![("ENROLLMENT_TABLE", "")], "ENROLLMENT_TABLE"),

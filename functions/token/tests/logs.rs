@@ -7,7 +7,7 @@ mod common;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use common::{NOW_MS, Stack, call, issue, request};
+use common::{IssuerStack, NOW_MS, call, issue, request};
 use serde_json::json;
 
 #[derive(Clone, Default)]
@@ -25,7 +25,7 @@ impl Write for Captured {
 
 #[tokio::test]
 async fn logs_name_token_ids_and_never_tokens() {
-    let stack = Stack::start().await;
+    let stack = IssuerStack::start().await;
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()

@@ -24,14 +24,14 @@ pub fn key_set() -> KeySet {
 
 /// moto with the TokenTable (`id` S), the EnrollmentTable (`clientId` S, `roomId` S) and the
 /// signing key secret.
-pub struct Stack {
+pub struct IssuerStack {
     /// The server (stops when dropped).
     pub moto: Moto,
     /// SDK configuration for it.
     pub sdk: aws_config::SdkConfig,
 }
 
-impl Stack {
+impl IssuerStack {
     /// Starts it.
     pub async fn start() -> Self {
         let moto = Moto::start();
