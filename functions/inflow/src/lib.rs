@@ -16,7 +16,7 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use kit::{
-    BatchError, ConfigError, Env, MqttPublisher, Outcome, PublishError, RecordError, process_batch,
+    BatchError, ConfigError, Env, Fanout, MqttPublisher, PublishError, RecordError, process_batch,
 };
 use mapping::{AttrValue, DownlinkMessage, Publish, RulesConfig, downlink_to_publish};
 use tracing::info;
@@ -86,29 +86,25 @@ impl Function {
     pub async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, BatchError> {
         let now = kit::now_ms();
         process_batch(&event, |records| async move {
-            let mut outcomes: Vec<Outcome> = Vec::with_capacity(records.len());
-            let mut pending: Vec<(usize, Publish)> = Vec::with_capacity(records.len());
-            for (i, record) in records.iter().enumerate() {
+            let mut fanout = Fanout::new(records.len());
+            for record in &records {
                 let message = downlink_message(record.message);
-                match downlink_to_publish(&message, record.message_id, now, &self.rules) {
-                    Ok(publish) => {
-                        pending.push((i, publish));
-                        outcomes.push(Ok(()));
-                    }
-                    Err(e) => outcomes.push(Err(e.into())),
-                }
+                fanout.push(
+                    downlink_to_publish(&message, record.message_id, now, &self.rules)
+                        .map(|publish| vec![publish])
+                        .map_err(Into::into),
+                );
             }
-            let refs: Vec<&Publish> = pending.iter().map(|(_, p)| p).collect();
+            let refs: Vec<&Publish> = fanout.items().collect();
             let results = self.publisher.publish_all(&refs).await;
-            for ((i, p), result) in pending.iter().zip(results) {
-                match result {
-                    Ok(()) => records[*i].span.in_scope(|| {
+            for ((i, p), result) in fanout.indexed().zip(&results) {
+                if result.is_ok() {
+                    records[i].span.in_scope(|| {
                         info!(topic = %p.topic, qos = p.qos.level(), mqtt_message_id = %p.message_id, "published");
-                    }),
-                    Err(e) => outcomes[*i] = Err(publish_error(e)),
+                    });
                 }
             }
-            outcomes
+            fanout.settle(results.into_iter().map(|r| r.map_err(publish_error)))
         })
         .await
     }

@@ -10,10 +10,9 @@
 //! by the queue, and dead-lettered by its redrive policy; the rest of the batch goes through.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use kit::{BatchError, ConfigError, Env, Outcome, OutgoingMessage, SqsSender, process_batch};
+use kit::{BatchError, ConfigError, Env, Fanout, OutgoingMessage, SqsSender, process_batch};
 use mapping::{BackendMessage, Routes, RulesConfig, map_uplink_body};
 use tracing::debug;
 
@@ -75,33 +74,29 @@ impl Function {
     /// Handles one batch of uplink records.
     pub async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, BatchError> {
         process_batch(&event, |records| async move {
-            let mut outcomes: Vec<Outcome> = Vec::with_capacity(records.len());
-            // Map every record; group the good ones by destination queue.
-            let mut by_queue: BTreeMap<&str, Vec<(usize, OutgoingMessage)>> = BTreeMap::new();
-            for (i, record) in records.iter().enumerate() {
+            // Map every record; send the good ones grouped by destination queue.
+            let mut fanout = Fanout::new(records.len());
+            for record in &records {
                 let _span = record.span.enter();
-                match map_uplink_body(record.body(), record.message_id, &self.rules, &self.routes) {
-                    Ok(routed) => {
-                        debug!(queue = routed.queue, parent = %routed.message.parent_topic, sub = %routed.message.second_topic, "mapped");
-                        by_queue
-                            .entry(routed.queue)
-                            .or_default()
-                            .push((i, to_outgoing(routed.message)));
-                        outcomes.push(Ok(()));
-                    }
-                    Err(e) => outcomes.push(Err(e.into())),
-                }
+                fanout.push(
+                    map_uplink_body(record.body(), record.message_id, &self.rules, &self.routes)
+                        .map(|routed| {
+                            debug!(queue = routed.queue, parent = %routed.message.parent_topic, sub = %routed.message.second_topic, "mapped");
+                            vec![(routed.queue, to_outgoing(routed.message))]
+                        })
+                        .map_err(Into::into),
+                );
             }
-            for (queue, items) in by_queue {
-                let (indices, messages): (Vec<usize>, Vec<OutgoingMessage>) = items.into_iter().unzip();
-                let results = self.sender.send_all(queue, &messages).await;
-                for (i, result) in indices.into_iter().zip(results) {
-                    if let Err(e) = result {
-                        outcomes[i] = Err(e.into());
-                    }
-                }
-            }
-            outcomes
+            fanout
+                .send_grouped(
+                    |(queue, _)| *queue,
+                    |queue, items| {
+                        let messages: Vec<OutgoingMessage> =
+                            items.into_iter().map(|(_, m)| m).collect();
+                        async move { self.sender.send_all(queue, &messages).await }
+                    },
+                )
+                .await
         })
         .await
     }

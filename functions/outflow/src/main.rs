@@ -1,5 +1,6 @@
-//! Lambda entry point of the outflow function: cold start only (telemetry, configuration,
-//! SDK client), then the runtime loop.
+//! Lambda entry point of the outflow function: cold start only (telemetry, configuration, SDK
+//! client), then the runtime loop. A start-up error ends the process with one sentence naming the
+//! variable and the fix ([`kit::start::or_exit`]).
 
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -7,7 +8,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     kit::telemetry::init();
-    let function = outflow::Function::from_env().await?;
+    let function = kit::start::or_exit("outflow", outflow::Function::from_env().await);
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         function.handle(event.payload).await

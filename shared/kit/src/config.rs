@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use mapping::{GroupId, Limits, Roles, RulesConfig, config::parse_parents};
 
+#[cfg(feature = "mqtt")]
 use crate::mqtt::{MqttSettings, TlsSettings, parse_url};
 
 /// A configuration mistake.
@@ -34,7 +35,7 @@ pub enum ConfigError {
     #[error(
         "rules configuration (UPLINK_PARENTS, DOWNLINK_PARENTS, OUTFLOW_ROUTES) is invalid: {0}"
     )]
-    Rules(#[from] mapping::ConfigError),
+    Rules(#[from] mapping::RulesError),
     /// A secret could not be read or parsed.
     #[error("secret {id} (from {var}): {problem}")]
     Secret {
@@ -168,6 +169,7 @@ impl Env {
 }
 
 /// The JSON a `MQTT_SECRET_ID` secret holds; every key optional.
+#[cfg(feature = "mqtt")]
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct MqttSecret {
@@ -178,6 +180,7 @@ struct MqttSecret {
     key_pem: Option<String>,
 }
 
+#[cfg(feature = "mqtt")]
 impl Env {
     /// The MQTT publisher's settings: `MQTT_URL` (required, `mqtt://` or `mqtts://`),
     /// `MQTT_CLIENT_ID_PREFIX` (default `backend-inflow-`), `MQTT_PUBLISH_TIMEOUT_MS` (5000),
@@ -300,6 +303,7 @@ impl Env {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "mqtt")]
     #[tokio::test]
     async fn iot_core_without_a_client_certificate_stops_start_up() {
         let sdk = aws_config::SdkConfig::builder().build();

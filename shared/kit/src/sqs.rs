@@ -1,7 +1,7 @@
 //! The SQS sender: `SendMessageBatch` in chunks of at most 10 entries and at most 256 KiB,
 //! each entry's failure mapped back to the message it came from.
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 use std::collections::HashMap;
 
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
@@ -26,8 +26,8 @@ pub struct OutgoingMessage {
 
 /// A notice for the downlink queue (§4.3): its body, and `mqttSecondTopic`, `mqttMessageId`
 /// and `timestamp` as string attributes.
-impl From<mapping::Downlink> for OutgoingMessage {
-    fn from(d: mapping::Downlink) -> Self {
+impl From<mapping::DownlinkRecord> for OutgoingMessage {
+    fn from(d: mapping::DownlinkRecord) -> Self {
         Self {
             attributes: d
                 .attributes()
@@ -86,11 +86,11 @@ impl From<SendError> for RecordError {
 }
 
 /// Splits message indices into chunks that fit one `SendMessageBatch` call.
-pub fn chunk(messages: &[OutgoingMessage]) -> Vec<Vec<usize>> {
+pub fn chunk<M: Borrow<OutgoingMessage>>(messages: &[M]) -> Vec<Vec<usize>> {
     let mut chunks: Vec<Vec<usize>> = Vec::new();
     let mut bytes = 0;
     for (i, m) in messages.iter().enumerate() {
-        let size = m.size();
+        let size = m.borrow().size();
         match chunks.last_mut() {
             Some(c) if c.len() < MAX_BATCH_ENTRIES && bytes + size <= MAX_BATCH_BYTES => {
                 c.push(i);
@@ -141,11 +141,11 @@ impl SqsSender {
     }
 
     /// Sends every message to `queue_url`; one result per message, in order. Chunks are sent
-    /// concurrently.
-    pub async fn send_all(
+    /// concurrently. `messages` may hold the messages or references to them.
+    pub async fn send_all<M: Borrow<OutgoingMessage> + Sync>(
         &self,
         queue_url: &str,
-        messages: &[OutgoingMessage],
+        messages: &[M],
     ) -> Vec<Result<(), SendError>> {
         let mut results: Vec<Result<(), SendError>> =
             vec![Err(SendError::Call("not sent".to_owned())); messages.len()];
@@ -170,16 +170,16 @@ impl SqsSender {
         results
     }
 
-    async fn send_chunk(
+    async fn send_chunk<M: Borrow<OutgoingMessage>>(
         &self,
         queue_url: &str,
-        messages: &[OutgoingMessage],
+        messages: &[M],
         indices: &[usize],
     ) -> Result<Vec<(usize, Result<(), SendError>)>, SendError> {
         let mut out = Vec::with_capacity(indices.len());
         let mut entries = Vec::with_capacity(indices.len());
         for &i in indices {
-            match entry(i, &messages[i]) {
+            match entry(i, messages[i].borrow()) {
                 Ok(e) => entries.push(e),
                 Err(e) => out.push((i, Err(e))),
             }
