@@ -209,7 +209,7 @@ async fn a_malformed_record_is_retried_then_dead_lettered_and_nothing_else_is_lo
 #[tokio::test]
 async fn an_unreachable_queue_fails_every_record_as_retryable() {
     let dead_port = testkit::free_port();
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let sdk = kit::aws::loader()
         .endpoint_url(format!("http://127.0.0.1:{dead_port}"))
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(

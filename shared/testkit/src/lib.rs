@@ -9,11 +9,15 @@
 //! - [`Mosquitto`]: the Debian broker with the project's ACL file (`infra/mosquitto/acl`) and a
 //!   password file holding the backend identity; stop, restart and pause for failure tests.
 //! - [`Subscriber`]: an MQTT 5 client that collects what it receives.
+//! - [`logs`]: a `tracing` subscriber that captures a handler's real log lines (what
+//!   `Function::handle` reports for each failed record).
 //!
 //! Both servers are installed by `make deps` (`mosquitto` from Debian, `moto[server]` with pip
 //! into `.venv`); when one is missing the harness stops with a message that says so.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a harness that cannot start should panic
+
+pub mod logs;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -29,6 +33,17 @@ use tokio::sync::mpsc;
 pub const BACKEND_USER: &str = "backend";
 /// The backend identity's password in the test broker.
 pub const BACKEND_PASSWORD: &str = "backend-test-password";
+
+/// The SDK configuration loader of the tests: the latest behavior version and the project's
+/// HTTPS client (hyper 1 + rustls 0.23 with ring, as `kit::aws::loader`): the SDK's own default
+/// client (rustls with aws-lc) is not compiled in, so a loader without a client cannot send.
+pub fn sdk_loader() -> aws_config::ConfigLoader {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    let client = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(client)
+}
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -128,7 +143,7 @@ impl Moto {
 
     /// SDK configuration pointing at this server, with dummy credentials.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
+        sdk_loader()
             .endpoint_url(&self.endpoint)
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_sqs::config::Credentials::new(
