@@ -8,7 +8,21 @@
 # installs what is missing (apt-get as root, pip into the venv).
 
 LOCAL_STACK := infra/local/stack.sh
-LOCAL_CRATES := -p broker-plugin -p local-stack -p e2e $(if $(wildcard functions/classroom-cli/Cargo.toml),-p classroom-cli)
+# One build for everything: the stack's binaries (rules-bridge, local-runner, local-api,
+# signing-keys, the plugin's .so in target/debug), the CLI and the e2e drivers, built for the
+# whole workspace so cargo resolves the same features as `cargo test --workspace` (make
+# test-rust): after the tests, nothing here compiles again, and the other way round. A
+# `cargo build -p ...` of a few crates would resolve other features and rebuild the SDK stack.
+LOCAL_BUILD := cargo build -q --workspace --locked
+# Where it puts the binaries (run directly: `cargo run -p e2e` would resolve e2e's features alone).
+LOCAL_BIN := $${CARGO_TARGET_DIR:-target}/debug
+# The end-to-end test files, run as `cargo test --workspace --test <file>` for the same reason.
+E2E_TESTS := $(foreach t,$(wildcard tests/e2e/tests/*.rs),--test $(basename $(notdir $(t))))
+# Alone, `make test-e2e` also runs the local stack's and the plugin's own tests and the e2e
+# tests that need no stack; under `make test`, test-rust ran those already (the Makefile sets
+# E2E_SELECT=--ignored and E2E_WITH_LOCAL= for it), so only the stack tests run here.
+E2E_SELECT ?= --include-ignored
+E2E_WITH_LOCAL ?= $(foreach t,$(wildcard infra/local/tests/*.rs infra/broker-plugin/tests/*.rs),--test $(basename $(notdir $(t))))
 
 .PHONY: setup-local up down stack-status demo test-e2e bench-e2e bench-connect
 
@@ -27,19 +41,19 @@ stack-status:
 	$(LOCAL_STACK) status
 
 demo: setup-local
-	cargo build -q $(LOCAL_CRATES)
-	cargo run -q -p e2e --bin demo
+	$(LOCAL_BUILD)
+	$(LOCAL_BIN)/demo
 
 test-e2e: setup-local
 	$(LOCAL_STACK) prune
-	cargo build -q $(LOCAL_CRATES)
-	cargo test -q -p local-stack -p broker-plugin
-	cargo test -p e2e -- --include-ignored --test-threads 4
+	$(LOCAL_BUILD)
+	$(if $(E2E_WITH_LOCAL),cargo test -q --workspace --locked $(E2E_WITH_LOCAL))
+	cargo test --workspace --locked $(E2E_TESTS) -- $(E2E_SELECT) --test-threads 4
 
 bench-e2e: setup-local
-	cargo build -q $(LOCAL_CRATES)
-	cargo run -q -p e2e --bin bench-e2e
+	$(LOCAL_BUILD)
+	$(LOCAL_BIN)/bench-e2e
 
 bench-connect: setup-local
-	cargo build -q $(LOCAL_CRATES)
-	cargo run -q -p e2e --bin bench-connect
+	$(LOCAL_BUILD)
+	$(LOCAL_BIN)/bench-connect

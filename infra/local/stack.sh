@@ -177,7 +177,7 @@ up() {
   umask 077; echo '{}' >"$REVOCATIONS"; umask 022
   if [[ "${STACK_BUILD:-1}" != 0 || ! -x "$TARGET/local-runner" || ! -x "$TARGET/rules-bridge" || ! -x "$TARGET/local-api" || ! -x "$TARGET/signing-keys" || ! -f "$TARGET/libclassroom_broker_plugin.so" ]]; then
     log "building the broker plugin and the local runner (debug)"
-    cargo build -q -p broker-plugin -p local-stack
+    cargo build -q --workspace --locked
   fi
   keys new
   local mqtt_port=${MQTT_PORT:-$(free_port)} ws_port=${WS_PORT:-$(free_port)} moto_port=${MOTO_PORT:-$(free_port)} api_port=${API_PORT:-$(free_port)}

@@ -38,7 +38,8 @@ fn function(port: u16) -> Function {
     )
 }
 
-/// An anonymous classroom client (the ACL's rules for clients apply) with a clean session.
+/// A classroom client with a clean session. Anonymous here: testkit's broker has no sign-in
+/// plugin and grants it what a classroom token would let it read (`testkit::CLASSROOM_READS`).
 async fn student(broker: &Mosquitto, client_id: &str, filters: &[&str]) -> Subscriber {
     Subscriber::connect(broker.port, client_id, None, false, filters).await
 }

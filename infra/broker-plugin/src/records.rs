@@ -66,7 +66,8 @@ pub struct Session {
     /// The peer address, when the broker knows it.
     pub ip_address: Option<String>,
     /// The MQTT username, if the client sent one (IoT's `principalIdentifier`; classroom
-    /// clients send their client ID).
+    /// clients send their client ID, and the plugin records only CONNECTs it accepted, which
+    /// all carry one: the `anonymous` fallback below never reaches a lifecycle event).
     pub username: Option<String>,
 }
 

@@ -1,0 +1,31 @@
+//! A misconfigured inflow stops at cold start with one human sentence on stderr naming the
+//! variable and the fix (not Rust's `Debug` of the error), exits non-zero, and does so at once:
+//! `cargo lambda invoke` then gets a failure instead of waiting for ever.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failure should panic
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[test]
+fn an_empty_environment_stops_with_one_sentence_naming_the_variable_and_the_fix() {
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_inflow"))
+        .env_clear()
+        .output()
+        .expect("run the inflow binary");
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "exit status; stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(
+        lines[0].starts_with("inflow: environment variable MQTT_URL is not set; "),
+        "names the variable: {stderr}"
+    );
+    assert!(!stderr.contains("Missing {"), "no Debug output: {stderr}");
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "stopped at once, not after {elapsed:?}"
+    );
+}
