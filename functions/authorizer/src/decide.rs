@@ -67,7 +67,7 @@ impl std::fmt::Debug for Credentials {
 
 /// Why a sign-in is refused. Its `Display` never contains the password or a token.
 #[derive(Debug, thiserror::Error)]
-pub enum Refusal {
+pub enum SignInRefusal {
     /// The event is not an IoT custom authorizer request.
     #[error("the event is not an IoT custom authorizer request: {0}")]
     BadEvent(String),
@@ -98,7 +98,7 @@ pub enum Refusal {
     StoreTimeout(u128),
 }
 
-impl Refusal {
+impl SignInRefusal {
     /// A short stable name for the logs.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -162,7 +162,7 @@ pub fn connection(event: &Value) -> Connection {
 }
 
 /// The credentials of a CONNECT event: its client ID and its base64-decoded MQTT password.
-pub fn credentials(event: &Value) -> Result<Credentials, Refusal> {
+pub fn credentials(event: &Value) -> Result<Credentials, SignInRefusal> {
     let request = match IoTCoreCustomAuthorizerRequest::deserialize(event) {
         Ok(request) => request,
         Err(_) => return Err(unreadable(event)),
@@ -170,16 +170,16 @@ pub fn credentials(event: &Value) -> Result<Credentials, Refusal> {
     let mqtt = request
         .protocol_data
         .and_then(|p| p.mqtt)
-        .ok_or(Refusal::NoPassword)?;
+        .ok_or(SignInRefusal::NoPassword)?;
     let client_id = mqtt
         .client_id
         .filter(|c| !c.is_empty())
-        .ok_or(Refusal::NoClientId)?;
+        .ok_or(SignInRefusal::NoClientId)?;
     let bytes = mqtt.password.0;
     if bytes.is_empty() {
-        return Err(Refusal::NoPassword);
+        return Err(SignInRefusal::NoPassword);
     }
-    let password = String::from_utf8(bytes).map_err(|_| Refusal::PasswordNotUtf8)?;
+    let password = String::from_utf8(bytes).map_err(|_| SignInRefusal::PasswordNotUtf8)?;
     Ok(Credentials {
         client_id,
         password,
@@ -190,7 +190,7 @@ pub fn credentials(event: &Value) -> Result<Credentials, Refusal> {
 /// without its password, the password was the problem (not a base64 string). The reading
 /// error is reported only from the reading without the password, so no part of a password
 /// reaches a log line.
-fn unreadable(event: &Value) -> Refusal {
+fn unreadable(event: &Value) -> SignInRefusal {
     let mut stripped = event.clone();
     if let Some(mqtt) = stripped
         .pointer_mut("/protocolData/mqtt")
@@ -199,8 +199,8 @@ fn unreadable(event: &Value) -> Refusal {
         mqtt.remove("password");
     }
     match IoTCoreCustomAuthorizerRequest::deserialize(&stripped) {
-        Ok(_) => Refusal::PasswordNotBase64,
-        Err(e) => Refusal::BadEvent(e.to_string()),
+        Ok(_) => SignInRefusal::PasswordNotBase64,
+        Err(e) => SignInRefusal::BadEvent(e.to_string()),
     }
 }
 
@@ -372,12 +372,15 @@ mod tests {
 
     #[test]
     fn refusal_codes_follow_alibaba_and_ours_have_none() {
-        assert_eq!(Refusal::Token(TokenError::Revoked).code(), Some(3));
-        assert_eq!(Refusal::Token(TokenError::BadSignature).code(), Some(8));
-        assert_eq!(Refusal::PasswordNotBase64.code(), Some(1));
-        assert_eq!(Refusal::NoClientId.code(), Some(4));
-        assert!(Refusal::StoreTimeout(2000).is_ours());
-        assert!(!Refusal::NoPassword.is_ours());
+        assert_eq!(SignInRefusal::Token(TokenError::Revoked).code(), Some(3));
+        assert_eq!(
+            SignInRefusal::Token(TokenError::BadSignature).code(),
+            Some(8)
+        );
+        assert_eq!(SignInRefusal::PasswordNotBase64.code(), Some(1));
+        assert_eq!(SignInRefusal::NoClientId.code(), Some(4));
+        assert!(SignInRefusal::StoreTimeout(2000).is_ours());
+        assert!(!SignInRefusal::NoPassword.is_ours());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! # Layout
 //! - [`decide`]: the pure part, no IO: the credentials an event carries, the answer for a
 //!   grant (policy documents, `principalId`, disconnect and refresh times), the answer for a
-//!   refusal, and [`decide::Refusal`] with its log kind and Alibaba code.
+//!   refusal, and [`decide::SignInRefusal`] with its log kind and Alibaba code.
 //! - [`Function`]: built once per container ([`Function::from_env`]: the key set read from
 //!   Secrets Manager, the TokenTable adapter); [`Function::handle`] is one invocation.
 //! - `main.rs`: cold start and the runtime loop.
@@ -44,7 +44,7 @@ use signin::KeySet;
 use stores::TokenTable;
 use tracing::{error, info, warn};
 
-use crate::decide::{Connection, Refusal};
+use crate::decide::{Connection, SignInRefusal};
 
 /// How long the revocation read may take. IoT Core waits 5 s for the whole invocation (a
 /// cold start's key read included); past this the sign-in is refused and logged.
@@ -254,7 +254,8 @@ impl Function {
         &self,
         event: &Value,
         now: u64,
-    ) -> Result<(IoTCoreCustomAuthorizerResponse, signin::Grant), (Refusal, Vec<String>)> {
+    ) -> Result<(IoTCoreCustomAuthorizerResponse, signin::Grant), (SignInRefusal, Vec<String>)>
+    {
         let credentials = decide::credentials(event).map_err(|r| (r, Vec::new()))?;
         let grant = signin::verify_password(
             &credentials.password,
@@ -262,24 +263,29 @@ impl Function {
             &self.keys,
             now,
         )
-        .map_err(|e| (Refusal::Token(e), Vec::new()))?;
+        .map_err(|e| (SignInRefusal::Token(e), Vec::new()))?;
         let ids = || grant.token_ids.clone();
         let revocations =
             tokio::time::timeout(self.store_timeout, self.tokens.revocations_for(&grant))
                 .await
-                .map_err(|_| (Refusal::StoreTimeout(self.store_timeout.as_millis()), ids()))?
-                .map_err(|e| (Refusal::Store(e), ids()))?;
+                .map_err(|_| {
+                    (
+                        SignInRefusal::StoreTimeout(self.store_timeout.as_millis()),
+                        ids(),
+                    )
+                })?
+                .map_err(|e| (SignInRefusal::Store(e), ids()))?;
         revocations
             .check(&grant)
-            .map_err(|e| (Refusal::Token(e), ids()))?;
+            .map_err(|e| (SignInRefusal::Token(e), ids()))?;
         let response = decide::allowed(&grant, &self.arn_prefix, now)
-            .map_err(|e| (Refusal::Policy(e), ids()))?;
+            .map_err(|e| (SignInRefusal::Policy(e), ids()))?;
         Ok((response, grant))
     }
 }
 
 /// One line per refusal: a warning for the client's fault, an error for ours.
-fn log_refusal(refusal: &Refusal, connection: &Connection, token_ids: &[String]) {
+fn log_refusal(refusal: &SignInRefusal, connection: &Connection, token_ids: &[String]) {
     let kind = refusal.kind();
     let code = refusal.code();
     let client_id = connection.client_id.as_deref();

@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use classroom_broker_plugin::auth::{Verdict, Who};
+use classroom_broker_plugin::auth::{AclVerdict, Who};
 use classroom_broker_plugin::records::Session;
 use classroom_broker_plugin::sessions::Sessions;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -80,7 +80,10 @@ fn bench(c: &mut Criterion) {
 
     // One room: 4 read filters, the delivered topic matched by the first.
     let one = table(1);
-    assert_eq!(one.check(conn, READ, "room/message/1", now), Verdict::Allow);
+    assert_eq!(
+        one.check(conn, READ, "room/message/1", now),
+        AclVerdict::Allow
+    );
     g.bench_function("check_1_room_first_filter", |b| {
         b.iter(|| one.check(black_box(conn), READ, black_box("room/message/1"), now))
     });
@@ -97,14 +100,14 @@ fn bench(c: &mut Criterion) {
 
     // Filters are sorted: `room/system` is matched by the last one.
     let last = "room/system";
-    assert_eq!(one.check(conn, READ, last, now), Verdict::Allow);
+    assert_eq!(one.check(conn, READ, last, now), AclVerdict::Allow);
     g.bench_function("check_1_room_last_filter", |b| {
         b.iter(|| one.check(black_box(conn), READ, black_box(last), now))
     });
 
     // The largest classroom token: 48 rooms, 98 read filters; a topic matched by the last.
     let many = table(48);
-    assert_eq!(many.check(conn, READ, last, now), Verdict::Allow);
+    assert_eq!(many.check(conn, READ, last, now), AclVerdict::Allow);
     g.bench_function("check_48_rooms_last_filter", |b| {
         b.iter(|| many.check(black_box(conn), READ, black_box(last), now))
     });

@@ -8,7 +8,7 @@
 //! signature under a key of the key set (any listed key, so rotation needs no restart), expiry,
 //! the CONNECT's client ID equal to the token's, then the revocations (token IDs and per-client
 //! revoke-all). The username is free (clients send their client ID) except the backend's: that
-//! one is left to Mosquitto's `password_file` ([`Decision::Backend`]). Nothing else signs in:
+//! one is left to Mosquitto's `password_file` ([`ConnectDecision::Backend`]). Nothing else signs in:
 //! no password, no client ID, no usable key set all refuse. The decision is taken before the
 //! plugin records anything, so a refused CONNECT produces no lifecycle event and takes no live
 //! session over.
@@ -26,18 +26,18 @@ use signin::{Action, Grant, KeySet, Revocations, TokenError};
 
 /// What the plugin answers to one CONNECT.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub enum ConnectDecision {
     /// The backend username: Mosquitto's `password_file` decides (the plugin defers).
     Backend,
     /// A classroom client whose token verified: what it may do.
     Allow(Grant),
     /// Refused, and why (logged by the broker, never sent to the client).
-    Deny(Refusal),
+    Deny(BrokerRefusal),
 }
 
 /// Why a classroom CONNECT was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
+pub enum BrokerRefusal {
     /// No password (or an empty one): a classroom client signs in with a token.
     #[error("no token: a classroom client signs in with a token as its MQTT password")]
     NoToken,
@@ -52,7 +52,7 @@ pub enum Refusal {
     Token(#[from] TokenError),
 }
 
-impl Refusal {
+impl BrokerRefusal {
     /// A short stable name for the log: the token error's kind, or `no_token`, `no_client_id`,
     /// `no_keys`.
     pub fn kind(&self) -> &'static str {
@@ -86,13 +86,13 @@ pub fn decide(
     keys: Option<&KeySet>,
     revocations: &Revocations,
     now_s: u64,
-) -> Decision {
+) -> ConnectDecision {
     if username == Some(backend_username) {
-        return Decision::Backend;
+        return ConnectDecision::Backend;
     }
     match sign_in(password, client_id, keys, revocations, now_s) {
-        Ok(grant) => Decision::Allow(grant),
-        Err(why) => Decision::Deny(why),
+        Ok(grant) => ConnectDecision::Allow(grant),
+        Err(why) => ConnectDecision::Deny(why),
     }
 }
 
@@ -102,12 +102,14 @@ fn sign_in(
     keys: Option<&KeySet>,
     revocations: &Revocations,
     now_s: u64,
-) -> Result<Grant, Refusal> {
-    let password = password.filter(|p| !p.is_empty()).ok_or(Refusal::NoToken)?;
+) -> Result<Grant, BrokerRefusal> {
+    let password = password
+        .filter(|p| !p.is_empty())
+        .ok_or(BrokerRefusal::NoToken)?;
     let client_id = client_id
         .filter(|c| !c.is_empty())
-        .ok_or(Refusal::NoClientId)?;
-    let keys = keys.ok_or(Refusal::NoKeys)?;
+        .ok_or(BrokerRefusal::NoClientId)?;
+    let keys = keys.ok_or(BrokerRefusal::NoKeys)?;
     let grant = signin::verify_password(password, client_id, keys, now_s)?;
     revocations.check(&grant)?;
     Ok(grant)
@@ -215,7 +217,7 @@ pub enum Who<'a> {
 
 /// What the plugin answers to one ACL check.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum AclVerdict {
     /// `MOSQ_ERR_PLUGIN_DEFER`: `acl_file` decides (the backend).
     Defer,
     /// `MOSQ_ERR_SUCCESS`.
@@ -225,33 +227,33 @@ pub enum Verdict {
 }
 
 /// Decides one ACL check at `now_s`. `access` is Mosquitto's raw value.
-pub fn check_access(who: Who<'_>, access: i32, topic: &str, now_s: u64) -> Verdict {
+pub fn check_access(who: Who<'_>, access: i32, topic: &str, now_s: u64) -> AclVerdict {
     let (grant, ended) = match who {
-        Who::Backend => return Verdict::Defer,
-        Who::Unknown => return Verdict::Deny(Denial::NoGrant),
+        Who::Backend => return AclVerdict::Defer,
+        Who::Unknown => return AclVerdict::Deny(Denial::NoGrant),
         Who::Classroom { grant, ended } => (grant, ended),
     };
     if ended {
-        return Verdict::Deny(Denial::Ended);
+        return AclVerdict::Deny(Denial::Ended);
     }
     if grant.is_expired(now_s) {
-        return Verdict::Deny(Denial::Expired(grant.expires_at));
+        return AclVerdict::Deny(Denial::Expired(grant.expires_at));
     }
     let Some(access) = Access::from_mosquitto(access) else {
-        return Verdict::Deny(Denial::UnknownAccess(access));
+        return AclVerdict::Deny(Denial::UnknownAccess(access));
     };
     if topic.starts_with('$') {
-        return Verdict::Deny(Denial::BrokerTopic(topic.to_owned()));
+        return AclVerdict::Deny(Denial::BrokerTopic(topic.to_owned()));
     }
     let action = match access {
-        Access::Unsubscribe => return Verdict::Allow,
+        Access::Unsubscribe => return AclVerdict::Allow,
         Access::Read => Action::Receive,
         Access::Write => Action::Publish,
         Access::Subscribe => Action::Subscribe,
     };
     match grant.allows(action, topic) {
-        Ok(()) => Verdict::Allow,
-        Err(e) => Verdict::Deny(Denial::Token(e)),
+        Ok(()) => AclVerdict::Allow,
+        Err(e) => AclVerdict::Deny(Denial::Token(e)),
     }
 }
 
@@ -307,20 +309,20 @@ mod tests {
         keys: Option<&KeySet>,
         revocations: &Revocations,
         now: u64,
-    ) -> Decision {
+    ) -> ConnectDecision {
         decide(user, password, client, "backend", keys, revocations, now)
     }
 
-    fn refusal(d: Decision) -> Refusal {
+    fn refusal(d: ConnectDecision) -> BrokerRefusal {
         match d {
-            Decision::Deny(r) => r,
+            ConnectDecision::Deny(r) => r,
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
 
-    fn grant(d: Decision) -> Grant {
+    fn grant(d: ConnectDecision) -> Grant {
         match d {
-            Decision::Allow(g) => g,
+            ConnectDecision::Allow(g) => g,
             other => panic!("expected a grant, got {other:?}"),
         }
     }
@@ -418,7 +420,7 @@ mod tests {
                 &Revocations::default(),
                 NOW
             ),
-            Decision::Allow(_)
+            ConnectDecision::Allow(_)
         ));
         rotated.retire("k1").unwrap();
         let r = refusal(decide_as(
@@ -446,7 +448,7 @@ mod tests {
                 now,
             )
         };
-        assert!(matches!(at(NOW - 41), Decision::Allow(_)));
+        assert!(matches!(at(NOW - 41), ConnectDecision::Allow(_)));
         let r = refusal(at(NOW - 40));
         assert_eq!((r.kind(), r.code()), ("expired", 2), "{r}");
     }
@@ -468,7 +470,7 @@ mod tests {
         let t2 = token_for(STUDENT, &k, "t-2", NOW - 10, 3600);
         assert!(matches!(
             decide_as(Some(STUDENT), Some(&t2), Some(STUDENT), Some(&k), &rev, NOW),
-            Decision::Allow(_)
+            ConnectDecision::Allow(_)
         ));
     }
 
@@ -500,7 +502,7 @@ mod tests {
                 &rev,
                 NOW
             ),
-            Decision::Allow(_)
+            ConnectDecision::Allow(_)
         ));
         // Another client's entry does not touch this one.
         let mut other = Revocations::default();
@@ -514,7 +516,7 @@ mod tests {
                 &other,
                 NOW
             ),
-            Decision::Allow(_)
+            ConnectDecision::Allow(_)
         ));
     }
 
@@ -527,7 +529,7 @@ mod tests {
         ] {
             assert_eq!(
                 decide_as(Some("backend"), pw, id, None, &Revocations::default(), NOW),
-                Decision::Backend
+                ConnectDecision::Backend
             );
         }
     }
@@ -609,7 +611,7 @@ mod tests {
                 &none,
                 NOW
             ),
-            Decision::Deny(_)
+            ConnectDecision::Deny(_)
         ));
         let mut rev = Revocations::default();
         rev.tokens.insert("t-w".into());
@@ -657,7 +659,7 @@ mod tests {
         ))
     }
 
-    fn check(g: &Grant, access: i32, topic: &str) -> Verdict {
+    fn check(g: &Grant, access: i32, topic: &str) -> AclVerdict {
         check_access(
             Who::Classroom {
                 grant: g,
@@ -674,9 +676,9 @@ mod tests {
     const SUBSCRIBE: i32 = 4;
     const UNSUBSCRIBE: i32 = 8;
 
-    fn denied_kind(v: &Verdict) -> &'static str {
+    fn denied_kind(v: &AclVerdict) -> &'static str {
         match v {
-            Verdict::Deny(d) => d.kind(),
+            AclVerdict::Deny(d) => d.kind(),
             _ => "not denied",
         }
     }
@@ -684,11 +686,11 @@ mod tests {
     #[test]
     fn deliveries_are_allowed_only_on_topics_a_read_filter_matches() {
         let g = classroom_grant();
-        assert_eq!(check(&g, READ, "room/message/1"), Verdict::Allow);
-        assert_eq!(check(&g, READ, "room/system"), Verdict::Allow);
+        assert_eq!(check(&g, READ, "room/message/1"), AclVerdict::Allow);
+        assert_eq!(check(&g, READ, "room/system"), AclVerdict::Allow);
         assert_eq!(
             check(&g, READ, &format!("room/p2p/{STUDENT}")),
-            Verdict::Allow
+            AclVerdict::Allow
         );
         for topic in ["room/message/2", "room/p2p/GID_student@@@002", "room/x"] {
             assert_eq!(
@@ -706,8 +708,8 @@ mod tests {
     #[test]
     fn publishes_are_allowed_only_under_the_write_filters() {
         let g = classroom_grant();
-        assert_eq!(check(&g, WRITE, "roomSend/message"), Verdict::Allow);
-        assert_eq!(check(&g, WRITE, "roomSend/command"), Verdict::Allow);
+        assert_eq!(check(&g, WRITE, "roomSend/message"), AclVerdict::Allow);
+        assert_eq!(check(&g, WRITE, "roomSend/command"), AclVerdict::Allow);
         assert_eq!(
             denied_kind(&check(&g, WRITE, "room/message/1")),
             "wrong_action"
@@ -721,7 +723,7 @@ mod tests {
     #[test]
     fn a_subscription_must_lie_inside_a_read_filter() {
         let g = classroom_grant();
-        assert_eq!(check(&g, SUBSCRIBE, "room/message/1"), Verdict::Allow);
+        assert_eq!(check(&g, SUBSCRIBE, "room/message/1"), AclVerdict::Allow);
         for filter in [
             "room/message/#",
             "room/message/+",
@@ -730,12 +732,12 @@ mod tests {
             "+/message/1",
         ] {
             assert!(
-                matches!(check(&g, SUBSCRIBE, filter), Verdict::Deny(_)),
+                matches!(check(&g, SUBSCRIBE, filter), AclVerdict::Deny(_)),
                 "{filter}"
             );
         }
         // Unsubscribing is always allowed.
-        assert_eq!(check(&g, UNSUBSCRIBE, "room/message/#"), Verdict::Allow);
+        assert_eq!(check(&g, UNSUBSCRIBE, "room/message/#"), AclVerdict::Allow);
     }
 
     #[test]
@@ -768,7 +770,7 @@ mod tests {
         for access in [READ, WRITE, SUBSCRIBE, UNSUBSCRIBE] {
             assert_eq!(
                 check_access(Who::Backend, access, "room/message/1", NOW),
-                Verdict::Defer
+                AclVerdict::Defer
             );
         }
     }
@@ -808,7 +810,7 @@ mod tests {
                 "room/message/1",
                 g.expires_at - 1
             ),
-            Verdict::Allow
+            AclVerdict::Allow
         );
     }
 

@@ -8,7 +8,7 @@ use std::ffi::{c_char, c_int, c_long, c_void};
 
 /// `struct mosquitto` (one client connection); opaque.
 #[repr(C)]
-pub struct Mosquitto {
+pub struct MosquittoClient {
     _opaque: [u8; 0],
 }
 
@@ -29,7 +29,7 @@ pub struct Opt {
 #[repr(C)]
 pub struct EvtBasicAuth {
     pub future: *mut c_void,
-    pub client: *mut Mosquitto,
+    pub client: *mut MosquittoClient,
     pub username: *mut c_char,
     pub password: *mut c_char,
     pub future2: [*mut c_void; 4],
@@ -39,7 +39,7 @@ pub struct EvtBasicAuth {
 #[repr(C)]
 pub struct EvtMessage {
     pub future: *mut c_void,
-    pub client: *mut Mosquitto,
+    pub client: *mut MosquittoClient,
     pub topic: *mut c_char,
     pub payload: *mut c_void,
     pub properties: *mut c_void,
@@ -55,7 +55,7 @@ pub struct EvtMessage {
 #[repr(C)]
 pub struct EvtAclCheck {
     pub future: *mut c_void,
-    pub client: *mut Mosquitto,
+    pub client: *mut MosquittoClient,
     pub topic: *const c_char,
     pub payload: *const c_void,
     /// `mosquitto_property *`; always NULL in 2.0.11 (security.c sets it so).
@@ -85,7 +85,7 @@ pub struct EvtTick {
 #[repr(C)]
 pub struct EvtDisconnect {
     pub future: *mut c_void,
-    pub client: *mut Mosquitto,
+    pub client: *mut MosquittoClient,
     /// Always -1 in 2.0.11.
     pub reason: c_int,
     pub future2: [*mut c_void; 4],
@@ -139,9 +139,9 @@ unsafe extern "C" {
         cb_func: Callback,
         event_data: *const c_void,
     ) -> c_int;
-    pub fn mosquitto_client_id(client: *const Mosquitto) -> *const c_char;
-    pub fn mosquitto_client_address(client: *const Mosquitto) -> *const c_char;
-    pub fn mosquitto_client_username(client: *const Mosquitto) -> *const c_char;
+    pub fn mosquitto_client_id(client: *const MosquittoClient) -> *const c_char;
+    pub fn mosquitto_client_address(client: *const MosquittoClient) -> *const c_char;
+    pub fn mosquitto_client_username(client: *const MosquittoClient) -> *const c_char;
     pub fn mosquitto_broker_publish_copy(
         clientid: *const c_char,
         topic: *const c_char,

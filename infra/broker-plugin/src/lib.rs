@@ -93,12 +93,12 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use auth::{Access, Decision, Verdict};
+use auth::{Access, AclVerdict, ConnectDecision};
 use ffi::{
     MOSQ_ERR_ACL_DENIED, MOSQ_ERR_AUTH, MOSQ_ERR_NOMEM, MOSQ_ERR_PLUGIN_DEFER, MOSQ_ERR_SUCCESS,
     MOSQ_EVT_ACL_CHECK, MOSQ_EVT_BASIC_AUTH, MOSQ_EVT_DISCONNECT, MOSQ_EVT_MESSAGE, MOSQ_EVT_TICK,
-    MOSQ_LOG_DEBUG, MOSQ_LOG_ERR, MOSQ_LOG_INFO, MOSQ_LOG_NOTICE, MOSQ_LOG_WARNING, Mosquitto,
-    PluginId,
+    MOSQ_LOG_DEBUG, MOSQ_LOG_ERR, MOSQ_LOG_INFO, MOSQ_LOG_NOTICE, MOSQ_LOG_WARNING,
+    MosquittoClient, PluginId,
 };
 use files::{KeysFile, Note, RevocationsFile};
 use records::Session;
@@ -232,7 +232,7 @@ fn publish(topic: &CStr, body: &str) -> c_int {
 ///
 /// # Safety
 /// `client` is a live client pointer handed to a callback by the broker.
-unsafe fn username(client: *const Mosquitto) -> Option<String> {
+unsafe fn username(client: *const MosquittoClient) -> Option<String> {
     // SAFETY: live client per contract; the getter returns NULL or a valid C string.
     unsafe { opt_str(ffi::mosquitto_client_username(client)) }
 }
@@ -299,8 +299,8 @@ impl Plugin {
             now_s(),
         );
         match (decision, client_id) {
-            (Decision::Backend, _) => MOSQ_ERR_PLUGIN_DEFER,
-            (Decision::Allow(grant), Some(client_id)) => {
+            (ConnectDecision::Backend, _) => MOSQ_ERR_PLUGIN_DEFER,
+            (ConnectDecision::Allow(grant), Some(client_id)) => {
                 let session = Session {
                     client_id,
                     session_id: uuid::Uuid::new_v4().to_string(),
@@ -313,8 +313,8 @@ impl Plugin {
                 self.publish_event(&topic, &body);
                 MOSQ_ERR_SUCCESS
             }
-            (Decision::Allow(_), None) => MOSQ_ERR_AUTH,
-            (Decision::Deny(why), client_id) => {
+            (ConnectDecision::Allow(_), None) => MOSQ_ERR_AUTH,
+            (ConnectDecision::Deny(why), client_id) => {
                 drop(st);
                 log(
                     MOSQ_LOG_NOTICE,
@@ -355,9 +355,9 @@ impl Plugin {
             .sessions
             .check(ev.client as usize, ev.access, topic, now_s());
         match verdict {
-            Verdict::Allow => MOSQ_ERR_SUCCESS,
-            Verdict::Defer => MOSQ_ERR_PLUGIN_DEFER,
-            Verdict::Deny(why) => {
+            AclVerdict::Allow => MOSQ_ERR_SUCCESS,
+            AclVerdict::Defer => MOSQ_ERR_PLUGIN_DEFER,
+            AclVerdict::Deny(why) => {
                 // Denied deliveries are routine (a persistent subscription from an older token,
                 // a kicked connection's last messages): debug only, like Mosquitto's own.
                 let level = match Access::from_mosquitto(ev.access) {
@@ -425,7 +425,7 @@ impl Plugin {
         }
     }
 
-    fn on_disconnect(&self, client: *mut Mosquitto) {
+    fn on_disconnect(&self, client: *mut MosquittoClient) {
         let ended = self.state().sessions.disconnect(client as usize);
         if let Some(d) = ended {
             let (topic, body) =

@@ -31,7 +31,7 @@ use std::collections::HashMap;
 
 use signin::{Grant, Revocations};
 
-use crate::auth::{self, Verdict, Who};
+use crate::auth::{self, AclVerdict, Who};
 use crate::records::{DisconnectCause, Session};
 
 /// Why the plugin ended a connection.
@@ -184,7 +184,7 @@ impl Sessions {
     }
 
     /// The ACL check of a classroom connection (see [`auth::check_access`]).
-    pub fn check(&self, conn: usize, access: i32, topic: &str, now_s: u64) -> Verdict {
+    pub fn check(&self, conn: usize, access: i32, topic: &str, now_s: u64) -> AclVerdict {
         auth::check_access(self.who(conn), access, topic, now_s)
     }
 
@@ -283,14 +283,14 @@ mod tests {
     fn a_connection_is_checked_with_its_own_grant_and_an_unknown_one_is_denied() {
         let mut s = Sessions::default();
         assert_eq!(s.connect(1, session(A), grant(A, "t1", NOW + 60)), 1);
-        assert_eq!(s.check(1, READ, "room/message/1", NOW), Verdict::Allow);
+        assert_eq!(s.check(1, READ, "room/message/1", NOW), AclVerdict::Allow);
         assert!(matches!(
             s.check(1, READ, "room/message/2", NOW),
-            Verdict::Deny(_)
+            AclVerdict::Deny(_)
         ));
         assert!(matches!(
             s.check(2, READ, "room/message/1", NOW),
-            Verdict::Deny(auth::Denial::NoGrant)
+            AclVerdict::Deny(auth::Denial::NoGrant)
         ));
     }
 
@@ -303,7 +303,7 @@ mod tests {
         assert_eq!(old.cause, DisconnectCause::Takeover);
         assert_eq!(old.version, 3);
         assert!(s.get(1).is_none(), "a taken-over context is freed");
-        assert_eq!(s.check(2, READ, "room/message/1", NOW), Verdict::Allow);
+        assert_eq!(s.check(2, READ, "room/message/1", NOW), AclVerdict::Allow);
     }
 
     #[test]
@@ -314,7 +314,7 @@ mod tests {
         assert_eq!(d.cause, DisconnectCause::Unknown);
         assert!(s.disconnect(1).is_none(), "one event per connection");
         // Messages queued for the persistent session while away are still checked.
-        assert_eq!(s.check(1, READ, "room/message/1", NOW), Verdict::Allow);
+        assert_eq!(s.check(1, READ, "room/message/1", NOW), AclVerdict::Allow);
         assert_eq!(s.counts(), (0, 1));
         // The reconnect takes the old context over: the offline entry goes, not marked taken
         // over (it already produced its event).
@@ -334,7 +334,7 @@ mod tests {
         s.forget(1);
         assert!(matches!(
             s.check(1, READ, "room/message/1", NOW),
-            Verdict::Deny(auth::Denial::NoGrant)
+            AclVerdict::Deny(auth::Denial::NoGrant)
         ));
     }
 
@@ -355,7 +355,7 @@ mod tests {
         // Until the broker closes it, it is denied, and it is not kicked twice.
         assert!(matches!(
             s.check(1, READ, "room/message/1", NOW + 1),
-            Verdict::Deny(auth::Denial::Ended)
+            AclVerdict::Deny(auth::Denial::Ended)
         ));
         assert!(s.sweep(&Revocations::default(), NOW + 6).is_empty());
         let d = s.disconnect(1).unwrap();
@@ -402,9 +402,12 @@ mod tests {
         assert!(s.sweep(&Revocations::default(), NOW + 10).is_empty());
         assert!(matches!(
             s.check(1, READ, "room/message/1", NOW + 10),
-            Verdict::Deny(_)
+            AclVerdict::Deny(_)
         ));
-        assert_eq!(s.check(2, READ, "room/message/1", NOW + 10), Verdict::Allow);
+        assert_eq!(
+            s.check(2, READ, "room/message/1", NOW + 10),
+            AclVerdict::Allow
+        );
     }
 
     #[test]

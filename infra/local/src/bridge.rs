@@ -17,7 +17,7 @@ use crate::shutdown::{self, Shutdown};
 
 /// The bridge's settings.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct BridgeSettings {
     /// Broker host.
     pub host: String,
     /// Broker port.
@@ -33,7 +33,7 @@ pub struct Settings {
 }
 
 /// Runs the bridge until shutdown.
-pub async fn run(sqs: aws_sdk_sqs::Client, settings: Settings, mut stop: Shutdown) {
+pub async fn run(sqs: aws_sdk_sqs::Client, settings: BridgeSettings, mut stop: Shutdown) {
     let mut opts = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
     opts.set_clean_session(false);
     opts.set_manual_acks(true);

@@ -55,7 +55,7 @@ pub struct Source {
 
 /// How the event source polls (the SAM template's event source properties).
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct RunnerSettings {
     /// Records per invocation, 1 to 10.
     pub batch_size: i32,
     /// Long-poll wait, seconds (0 to 20).
@@ -68,7 +68,7 @@ pub struct Settings {
     pub region: String,
 }
 
-impl Default for Settings {
+impl Default for RunnerSettings {
     fn default() -> Self {
         Self {
             batch_size: 10,
@@ -142,7 +142,7 @@ pub fn failed_ids(batch: &[SqsMessage], response: &SqsBatchResponse) -> Option<H
 pub async fn poll(
     client: aws_sdk_sqs::Client,
     source: Source,
-    settings: Settings,
+    settings: RunnerSettings,
     mut stop: Shutdown,
 ) {
     let queue_arn = match client
@@ -251,7 +251,7 @@ pub async fn poll(
 pub async fn run(
     client: aws_sdk_sqs::Client,
     sources: Vec<Source>,
-    settings: Settings,
+    settings: RunnerSettings,
     stop: Shutdown,
 ) {
     let mut tasks = tokio::task::JoinSet::new();

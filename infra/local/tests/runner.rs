@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use local_stack::runner::{self, Handler, Settings, Source};
+use local_stack::runner::{self, Handler, RunnerSettings, Source};
 
 type Seen = Arc<Mutex<HashMap<String, u32>>>;
 
@@ -36,8 +36,8 @@ fn failing_some(seen: Seen, error_on: Option<&'static str>) -> Handler {
     })
 }
 
-fn settings() -> Settings {
-    Settings {
+fn settings() -> RunnerSettings {
+    RunnerSettings {
         batch_size: 10,
         wait_seconds: 1,
         pollers: 1,

@@ -135,7 +135,14 @@ impl Stack {
 
     /// SDK configuration pointed at this stack's moto.
     pub async fn sdk(&self) -> aws_config::SdkConfig {
+        // The project's HTTPS client (rustls with ring): the SDK's default one is not built.
+        let client = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
         aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(client)
             .endpoint_url(self.var("AWS_ENDPOINT_URL"))
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_sqs::config::Credentials::new(
@@ -303,7 +310,7 @@ impl Stack {
         self.issued(&http::post(self.var("TOKEN_API_URL"), "/tokens", &body)?)
     }
 
-    fn issued(&self, answer: &http::Answer) -> Result<Token, Error> {
+    fn issued(&self, answer: &http::Response) -> Result<Token, Error> {
         let field = |k: &str| {
             answer
                 .json
@@ -444,7 +451,7 @@ impl Drop for Stack {
     }
 }
 
-fn ok(answer: http::Answer) -> Result<Value, Error> {
+fn ok(answer: http::Response) -> Result<Value, Error> {
     if (200..300).contains(&answer.status) {
         Ok(answer.json)
     } else {
@@ -501,7 +508,7 @@ pub mod http {
 
     /// A response: its status and its body as JSON (a JSON string when it is not JSON).
     #[derive(Debug, Clone)]
-    pub struct Answer {
+    pub struct Response {
         /// The HTTP status.
         pub status: u16,
         /// The body.
@@ -523,7 +530,7 @@ pub mod http {
     }
 
     /// `POST <base><path>` with a JSON body (none when `Null`).
-    pub fn post(base: &str, path: &str, body: &Value) -> Result<Answer, Error> {
+    pub fn post(base: &str, path: &str, body: &Value) -> Result<Response, Error> {
         let text = if body.is_null() {
             String::new()
         } else {
@@ -533,11 +540,11 @@ pub mod http {
     }
 
     /// `GET <base><path>`.
-    pub fn get(base: &str, path: &str) -> Result<Answer, Error> {
+    pub fn get(base: &str, path: &str) -> Result<Response, Error> {
         request("GET", base, path, "")
     }
 
-    fn request(method: &str, base: &str, path: &str, body: &str) -> Result<Answer, Error> {
+    fn request(method: &str, base: &str, path: &str, body: &str) -> Result<Response, Error> {
         let addr = base
             .strip_prefix("http://")
             .map(|a| a.trim_end_matches('/'))
@@ -564,7 +571,7 @@ pub mod http {
 
     /// Parses a whole HTTP/1.1 response (status line, headers, body with Content-Length,
     /// chunked or up to the end).
-    pub fn parse(raw: &[u8]) -> Option<Answer> {
+    pub fn parse(raw: &[u8]) -> Option<Response> {
         let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
         let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
         let rest = &raw[split + 4..];
@@ -584,7 +591,7 @@ pub mod http {
         };
         let text = String::from_utf8_lossy(&body).into_owned();
         let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Some(Answer { status, json })
+        Some(Response { status, json })
     }
 
     fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {

@@ -27,7 +27,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// One scenario's outcome.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct ScenarioOutcome {
     /// What was checked.
     pub name: &'static str,
     /// Whether it held.
@@ -36,15 +36,15 @@ pub struct Outcome {
     pub detail: String,
 }
 
-fn outcome(name: &'static str, problems: Vec<String>, ok: &str) -> Outcome {
+fn outcome(name: &'static str, problems: Vec<String>, ok: &str) -> ScenarioOutcome {
     if problems.is_empty() {
-        Outcome {
+        ScenarioOutcome {
             name,
             passed: true,
             detail: ok.to_owned(),
         }
     } else {
-        Outcome {
+        ScenarioOutcome {
             name,
             passed: false,
             detail: problems.join("; "),
@@ -59,7 +59,7 @@ fn chat_from<'a>(from: &'a str, pred: impl Fn(&str) -> bool + 'a) -> impl Fn(&Ms
 }
 
 /// Plays the whole classroom on `stack`; returns one outcome per scenario.
-pub async fn classroom(stack: &Stack, log: &Transcript) -> Result<Vec<Outcome>, Error> {
+pub async fn classroom(stack: &Stack, log: &Transcript) -> Result<Vec<ScenarioOutcome>, Error> {
     let sqs = stack.sqs().await;
     let ddb = stack.ddb().await;
     let mut t = stack.peer("teacher", TEACHER, &[], true, log).await?;
@@ -242,7 +242,7 @@ async fn outsider(
     log: &Transcript,
     t: &mut crate::Peer,
     a: &mut crate::Peer,
-) -> Result<Outcome, Error> {
+) -> Result<ScenarioOutcome, Error> {
     let ddb = stack.ddb().await;
     let mut c = stack.peer("outsider", OUTSIDER, &[], false, log).await?;
     let p2p = format!("room/p2p/{OUTSIDER}");

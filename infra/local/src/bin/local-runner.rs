@@ -36,7 +36,7 @@ async fn run() -> Result<(), kit::ConfigError> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect();
-    let settings = runner::Settings {
+    let settings = runner::RunnerSettings {
         batch_size: env.parse_or("LOCAL_BATCH_SIZE", 10)?,
         wait_seconds: env.parse_or("LOCAL_WAIT_SECONDS", 20)?,
         pollers: env.parse_or("LOCAL_POLLERS", 2)?,

@@ -32,14 +32,14 @@ async fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn settings(env: &Env) -> Result<bridge::Settings, kit::ConfigError> {
+fn settings(env: &Env) -> Result<bridge::BridgeSettings, kit::ConfigError> {
     let url = env.required("MQTT_URL", "set it to mqtt://127.0.0.1:<port>")?;
     let (host, port, _tls) = kit::mqtt::parse_url(&url).map_err(|e| kit::ConfigError::Invalid {
         var: "MQTT_URL",
         value: url.clone(),
         problem: e.to_string(),
     })?;
-    Ok(bridge::Settings {
+    Ok(bridge::BridgeSettings {
         host,
         port,
         username: env.required("MQTT_USERNAME", "the backend identity, e.g. backend")?,
