@@ -78,8 +78,11 @@ test-rust: deps $(CARGO_INSTA)
 	  echo "test-rust: unreviewed snapshots (review them with cargo insta review, or delete them):"; \
 	  echo "$$pending"; exit 1; \
 	fi
+	@# cargo insta has no --locked (what follows -- goes to the test binaries): check the lock
+	@# file first, so a Cargo.toml change without its Cargo.lock still fails here.
+	cargo metadata --locked --format-version 1 >/dev/null
 	INSTA_UPDATE=no PATH="$(CURDIR)/$(VENV)/cargo/bin:$$PATH" \
-	  cargo insta test --workspace --check --unreferenced=reject -- --locked
+	  cargo insta test --workspace --check --unreferenced=reject
 
 # test-rust has run every test that needs no local stack: test-e2e adds only the stack tests.
 test: E2E_SELECT = --ignored
