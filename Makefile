@@ -145,8 +145,8 @@ bench-cold: deps
 	$(MAKE) --no-print-directory build ARCH=$(BENCH_ARCH)
 	cargo run -q --locked -p testkit --bin bench-cold -- --dir $${CARGO_TARGET_DIR:-target}/lambda $(BENCH_FUNCTIONS)
 
-# The authorizer's alone (its own harness, functions/authorizer/tests/cold_start.rs, also runs
-# with `cargo test -p authorizer --release --test cold_start -- --ignored --nocapture`).
+# The authorizer's alone (the harness prints each answer: `isAuthenticated true` for the
+# fixture's sign-in).
 bench-authorizer-cold:
 	$(MAKE) --no-print-directory bench-cold BENCH_FUNCTIONS=authorizer
 

@@ -163,16 +163,7 @@ pub fn downlink_to_publish(
         }
         Some(id) => id.trim().to_owned(),
     };
-    let timestamp = match msg.text(keys::TIMESTAMP)? {
-        None => now_ms,
-        Some(t) => t
-            .trim()
-            .parse()
-            .map_err(|_| MappingError::InvalidAttribute {
-                name: keys::TIMESTAMP,
-                reason: format!("{t:?} is not a time in ms"),
-            })?,
-    };
+    let timestamp = crate::outflow::timestamp_or(msg.text(keys::TIMESTAMP)?, now_ms)?;
     let max = rules.limits.payload_max_bytes;
     let payload = match msg.text(keys::ENCODING)? {
         None => msg.body.as_bytes().to_vec(),

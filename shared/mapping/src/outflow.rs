@@ -120,6 +120,21 @@ impl BackendMessage {
     }
 }
 
+/// The `timestamp` attribute of a §4.2 / §4.3 message (ms since the epoch, surrounding
+/// blanks ignored), or `now_ms` when it is absent; anything else is refused.
+pub(crate) fn timestamp_or(value: Option<&str>, now_ms: u64) -> Result<u64, MappingError> {
+    match value {
+        None => Ok(now_ms),
+        Some(t) => t
+            .trim()
+            .parse()
+            .map_err(|_| MappingError::InvalidAttribute {
+                name: keys::TIMESTAMP,
+                reason: format!("{t:?} is not a time in ms"),
+            }),
+    }
+}
+
 /// Where a backend message comes from: the §4.2 attributes a rule function reads back from
 /// it ([`BackendMessage::into_sqs`] writes them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -166,16 +181,7 @@ impl Origin {
         let sub = SubTopic::parse(
             attr(keys::SECOND).ok_or(MappingError::MissingAttribute(keys::SECOND))?,
         )?;
-        let ts = match attr(keys::TIMESTAMP) {
-            None => now_ms,
-            Some(t) => t
-                .trim()
-                .parse()
-                .map_err(|_| MappingError::InvalidAttribute {
-                    name: keys::TIMESTAMP,
-                    reason: format!("{t:?} is not milliseconds"),
-                })?,
-        };
+        let ts = timestamp_or(attr(keys::TIMESTAMP), now_ms)?;
         let message_id = attr(keys::MESSAGE_ID)
             .unwrap_or(queue_message_id)
             .to_owned();
