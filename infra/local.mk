@@ -1,4 +1,4 @@
-# Local emulation of the whole classroom (issue 5, SPEC §7). Included by the Makefile.
+# Local emulation of the whole classroom (issue 5, §7). Included by the Makefile.
 #   make up / down / stack-status   start, stop, show the local stack (state and logs in .run/)
 #   make demo                       play the seeds' classroom end to end, pass/fail per scenario
 #   make test-e2e                   end-to-end tests over a fresh stack on free loopback ports

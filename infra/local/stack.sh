@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The local classroom stack (SPEC §7): moto (SQS + DynamoDB), the queues and tables provisioned
+# The local classroom stack (§7): moto (SQS + DynamoDB), the queues and tables provisioned
 # from infra/template.yaml, Mosquitto with the classroom broker plugin + ACL + password file,
 # the rules bridge and the local event-source runner. Everything on 127.0.0.1.
 #
@@ -15,7 +15,7 @@
 #   infra/local/stack.sh retire-key <kid>   remove an old signing key: its tokens stop working
 #   infra/local/stack.sh prune     remove test stacks (.run/e2e-<pid>) whose process is gone
 #
-# Sign-in (SPEC §8): classroom clients sign in with a token (MQTT username = client ID, password
+# Sign-in (§8): classroom clients sign in with a token (MQTT username = client ID, password
 # = the token), issued by the local token API (the `token` function's own handler, served by
 # `local-api`) and verified by the broker plugin with the same code as the AWS IoT custom
 # authorizer. `up` makes a signing key set ($STACK_DIR/signin/keys.json, 0600; the same JSON is
@@ -69,7 +69,7 @@ running() { kill -0 "$1" 2>/dev/null && [[ "$(ps -o stat= -p "$1" 2>/dev/null)" 
 
 alive() { [[ -f "$PIDS/$1.pid" ]] && running "$(cat "$PIDS/$1.pid")"; }
 
-# SPEC §3: <GroupID>@@@<DeviceID>; GroupID starts with GID_ or GID-. Checked here only so a
+# §3: <GroupID>@@@<DeviceID>; GroupID starts with GID_ or GID-. Checked here only so a
 # typo fails loudly; the functions validate every ID they handle.
 valid_client_id() { [[ "$1" =~ ^GID[_-][A-Za-z0-9_-]{1,60}@@@[A-Za-z0-9_-]{1,60}$ ]]; }
 
@@ -77,7 +77,7 @@ valid_client_id() { [[ "$1" =~ ^GID[_-][A-Za-z0-9_-]{1,60}@@@[A-Za-z0-9_-]{1,60}
 # their lines. Serialised with flock: tests add people in parallel.
 add_person() { # clientId rooms
   [[ -d "$(dirname "$DIRECTORY")" ]] || { log "no stack in $STACK_DIR (run up first)"; return 1; }
-  valid_client_id "$1" || { log "not a client ID (SPEC §3 GID_x@@@y): $1"; return 1; }
+  valid_client_id "$1" || { log "not a client ID (§3 GID_x@@@y): $1"; return 1; }
   [[ "$2" =~ ^[A-Za-z0-9_-]{1,64}(,[A-Za-z0-9_-]{1,64})*$ ]] || { log "rooms must be room IDs separated by commas: $2"; return 1; }
   (
     flock 9

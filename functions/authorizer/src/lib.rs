@@ -1,4 +1,4 @@
-//! The AWS IoT Core custom authorizer (SPEC §8): every classroom CONNECT, browser (MQTT over
+//! The AWS IoT Core custom authorizer (§8): every classroom CONNECT, browser (MQTT over
 //! WSS, `?x-amz-customauthorizer-name=<name>`) or native (MQTT on 443 with ALPN `mqtt`, the
 //! name in the username's query), reaches this function with the MQTT password base64-encoded.
 //! The password is a token, or Alibaba's `R|<token>|W|<token>`; the answer is the IoT policy of

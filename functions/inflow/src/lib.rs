@@ -1,4 +1,4 @@
-//! The inflow rule function (SPEC §5): downlink messages (§4.3) in, MQTT publishes at
+//! The inflow rule function (§5): downlink messages (§4.3) in, MQTT publishes at
 //! `parent + subtopic` out, each a success only once the broker acknowledged it.
 //!
 //! # Layout

@@ -1,4 +1,4 @@
-//! The moderation function (SPEC §5): backend messages (§4.2) from `roomSend/message` and
+//! The moderation function (§5): backend messages (§4.2) from `roomSend/message` and
 //! `roomSend/command` in; chat fanned out to `room/message/<roomId>`, mutes and memberships
 //! in DynamoDB, P2P notices to the people concerned, through the downlink queue.
 //!

@@ -1,4 +1,4 @@
-//! The outflow rule function (SPEC §5): uplink records (§4.1) in, backend messages (§4.2) out,
+//! The outflow rule function (§5): uplink records (§4.1) in, backend messages (§4.2) out,
 //! routed by parent topic to their backend queue and sent in batches.
 //!
 //! # Layout

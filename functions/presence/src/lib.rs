@@ -1,4 +1,4 @@
-//! The presence rule function (SPEC §5): lifecycle events (§4.4) in; per-channel presence and
+//! The presence rule function (§5): lifecycle events (§4.4) in; per-channel presence and
 //! per-connection attendance in DynamoDB; a status notice to each of the client's rooms on every
 //! online/offline transition, through the downlink queue.
 //!

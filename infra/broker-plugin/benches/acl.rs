@@ -27,7 +27,7 @@ fn now_s() -> u64 {
         .unwrap_or(0)
 }
 
-/// The classroom scopes of SPEC §8 for `rooms` rooms.
+/// The classroom scopes of §8 for `rooms` rooms.
 fn request(client: &str, rooms: usize) -> TokenRequest {
     let mut read: Vec<String> = (1..=rooms)
         .flat_map(|r| [format!("room/message/{r}"), format!("room/status/{r}")])

@@ -2,7 +2,7 @@
 //! clock; the FFI layer reads the key and revocation files and the clock and hands them in).
 //!
 //! # Sign-in
-//! As the AWS IoT custom authorizer does in the cloud (SPEC §8), a classroom CONNECT carries a
+//! As the AWS IoT custom authorizer does in the cloud (§8), a classroom CONNECT carries a
 //! token as its MQTT password: one token (`ct1.<kid>.<claims>.<sig>`), or Alibaba's
 //! `R|<token>|W|<token>` form. [`decide`] verifies it with the shared `signin` crate:
 //! signature under a key of the key set (any listed key, so rotation needs no restart), expiry,

@@ -1,5 +1,5 @@
 //! A Mosquitto 2.0 (plugin API v5) plugin that emulates AWS IoT Core's broker side on a local
-//! broker (SPEC §2, §4.1, §4.4, §6, §7, §8): token sign-in and authorization as the custom
+//! broker (§2, §4.1, §4.4, §6, §7, §8): token sign-in and authorization as the custom
 //! authorizer gives them, the uplink rule and the lifecycle events.
 //!
 //! # Callbacks

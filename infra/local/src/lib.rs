@@ -1,4 +1,4 @@
-//! The cloud glue of SPEC §2 emulated on one machine (§7), between the real parts (Mosquitto
+//! The cloud glue of §2 emulated on one machine (§7), between the real parts (Mosquitto
 //! with the classroom broker plugin, moto's SQS and DynamoDB, the functions' own handlers).
 //!
 //! # Layout

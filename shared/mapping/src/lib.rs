@@ -1,4 +1,4 @@
-//! Pure message mapping for the classroom MQTT rules (SPEC §3-§5).
+//! Pure message mapping for the classroom MQTT rules (§3-§5).
 //!
 //! No IO, no clock, no async: time and IDs are arguments, so every function here is
 //! deterministic and tested without a broker or a queue.

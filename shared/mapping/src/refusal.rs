@@ -48,7 +48,7 @@ refusals! {
     /// The command body is not a valid command.
     InvalidCommand = "invalid_command",
     /// A chat, `join`, `mute` or `unmute` for a room the sender is not enrolled in: no
-    /// classroom token granted it the room, or that enrollment has expired (SPEC §8).
+    /// classroom token granted it the room, or that enrollment has expired (§8).
     NotEnrolled = "not_enrolled",
 }
 

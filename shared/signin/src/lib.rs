@@ -1,4 +1,4 @@
-//! Token sign-in for the classroom (SPEC §8), pure: no IO and no clock (`now` is an argument),
+//! Token sign-in for the classroom (§8), pure: no IO and no clock (`now` is an argument),
 //! so the issuer (`functions/token`), the AWS IoT custom authorizer (`functions/authorizer`) and
 //! the local broker plugin (`infra/broker-plugin`) verify and authorize with this one code.
 //!
@@ -52,7 +52,7 @@ pub use token::{
 
 use mapping::{ClientId, RoomId};
 
-/// The classroom token request for `client` attending `rooms` (SPEC §8): read
+/// The classroom token request for `client` attending `rooms` (§8): read
 /// `<downlink>/message/<r>` and `<downlink>/status/<r>` for each room, `<downlink>/system` and
 /// `<downlink>/p2p/<own client ID>`; write `<uplink>/message` and `<uplink>/command`. Teachers
 /// and students get the same scopes: what a teacher may do more (mute) is decided by the

@@ -1,11 +1,11 @@
-//! End-to-end harness for the classroom over the real local stack (SPEC §7): Mosquitto with
+//! End-to-end harness for the classroom over the real local stack (§7): Mosquitto with
 //! the broker plugin and the ACL, moto, the rules bridge and the local runner feeding the
 //! functions, all started by `infra/local/stack.sh` on free loopback ports.
 //!
 //! # Layout
 //! - [`Stack`]: start (or attach to) a stack, its env file, SDK clients pointed at its moto, and
 //!   its local token API: classroom tokens ([`Stack::issue`], [`Stack::client`]: username =
-//!   client ID, password = a token, SPEC §8), revocation, key rotation, the presence query.
+//!   client ID, password = a token, §8), revocation, key rotation, the presence query.
 //! - [`http`]: a minimal HTTP/1.1 client for the local APIs on loopback (std only).
 //! - [`Peer`]: one real MQTT client (teacher or student) that records what it receives, with
 //!   `expect` / `quiet` to assert on it, the SUBACK codes of its subscriptions, its PUBACKs and
@@ -395,7 +395,7 @@ impl Stack {
         self.script(&["retire-key", kid], &[]).map(|_| ())
     }
 
-    /// How the classroom client `id` signs in (SPEC §8): its client ID as username and a fresh
+    /// How the classroom client `id` signs in (§8): its client ID as username and a fresh
     /// one-hour classroom token for `rooms` (the directory's when empty) as password.
     /// `persistent` asks for cleanSession=false.
     pub fn client(

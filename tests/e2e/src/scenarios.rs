@@ -2,7 +2,7 @@
 //! and by the end-to-end test. Each scenario returns a pass/fail with a one-line reason.
 //!
 //! Everyone signs in with a classroom token from the local issuer for the rooms the school
-//! directory lists for them (SPEC §8): the teacher, A and B attend room 1; the outsider
+//! directory lists for them (§8): the teacher, A and B attend room 1; the outsider
 //! (`GID_student@@@006`) attends room 2 only, and the last scenario shows that room 1 is closed
 //! to it.
 

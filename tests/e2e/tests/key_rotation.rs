@@ -1,4 +1,4 @@
-//! Signing-key rotation over real connections (SPEC §8, issue 10): after `stack.sh rotate-keys`
+//! Signing-key rotation over real connections (§8, issue 10): after `stack.sh rotate-keys`
 //! the issuer signs with the new key and the broker accepts tokens of both keys; after
 //! `stack.sh retire-key <old>` tokens of the old key are refused at CONNECT and those of the new
 //! one still work. Its own stack: retiring a key refuses every token signed with it, so it must

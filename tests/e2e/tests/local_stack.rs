@@ -4,7 +4,7 @@
 //! queues' visibility timeout is shortened to 2 s so the redrive test takes seconds, not the
 //! template's 5 x 210 s; everything else is as provisioned from the template.
 //!
-//! Classroom clients sign in as SPEC §8 says: username = client ID, password = a classroom token
+//! Classroom clients sign in as §8 says: username = client ID, password = a classroom token
 //! from the stack's local issuer for the rooms the test names (which also enrolls them there).
 //! Tests of the token rules themselves (refusals, expiry, revocation, enrollment) are at the
 //! end; key rotation has its own stack (`key_rotation.rs`), since it changes every token's fate.
@@ -815,7 +815,7 @@ async fn a_browser_client_over_websockets_gets_the_same_rules() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Token sign-in (SPEC §8, issue 10): what a token grants, what it refuses, and when it ends.
+// Token sign-in (§8, issue 10): what a token grants, what it refuses, and when it ends.
 
 /// Connects `id` or panics.
 async fn connect_ok(name: &str, id: &str, options: ConnectOptions, log: &Transcript) -> Peer {

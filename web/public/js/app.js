@@ -1,9 +1,9 @@
 // The classroom page (teacher.html and student.html; the role is <body data-role>).
 // MQTT 5 over WebSocket with MQTT.js (window.mqtt, vendor/mqtt.min.js), a persistent session
 // (clean: false + session expiry) and QoS 1 subscriptions, so a page that was away gets what
-// it missed (SPEC §3). Message shapes: SPEC §4.5 and shared/mapping/src/notice.rs.
+// it missed (§3). Message shapes: §4.5 and shared/mapping/src/notice.rs.
 //
-// Sign-in (SPEC §8): username = the client ID, password = a classroom token for this room from
+// Sign-in (§8): username = the client ID, password = a classroom token for this room from
 // the page server (POST token, with the cookie of the school login). The token lives in this
 // page's memory only and no longer than its lifetime; at 80 % of it the page fetches a fresh one
 // and reconnects at once with it (same persistent session, so nothing is lost; QoS 1 messages

@@ -1,5 +1,5 @@
 // The classroom's client-side rules, free of DOM and MQTT so Node can test them
-// (web/test/core.test.mjs): names per SPEC §3, topics, de-duplication and timeliness.
+// (web/test/core.test.mjs): names per §3, topics, de-duplication and timeliness.
 
 export const CLIENT_ID_SEPARATOR = '@@@';
 export const CLIENT_ID_MAX = 64;
@@ -192,8 +192,8 @@ export function isMuted(state, now = Date.now()) {
 }
 
 // --- sign-in ------------------------------------------------------------------------------
-// A page signs in with its client ID as MQTT username and a classroom token as password (SPEC
-// §8). The token comes from the page server's school login (POST /login with the directory's
+// A page signs in with its client ID as MQTT username and a classroom token as password (§8).
+// The token comes from the page server's school login (POST /login with the directory's
 // password, then POST /token with the session cookie) and lives only in the page's memory, no
 // longer than its lifetime: nothing of the sign-in is written to localStorage or a URL.
 

@@ -1,4 +1,4 @@
-// Sign-in: role + device ID + password + room, validated per SPEC §3, then the page server's
+// Sign-in: role + device ID + password + room, validated per §3, then the page server's
 // school login (POST login): the directory's password for that client ID, and the room must be
 // one the person attends. On success the server sets the sign-in cookie and the browser goes on
 // to teacher.html or student.html, which fetches its own token (POST token) with that cookie.

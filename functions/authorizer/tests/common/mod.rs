@@ -41,7 +41,7 @@ pub const SECRET_ID: &str = "authorizer-fixture-keys";
 pub const TOKEN_TABLE: &str = "authorizer-fixture-tokens";
 /// The token ID of the revoked fixture.
 pub const REVOKED_JTI: &str = "fixture-revoked";
-/// The parents of SPEC §2.
+/// The parents of §2.
 pub const UPLINK: &str = "roomSend";
 /// The downlink parent.
 pub const DOWNLINK: &str = "room";

@@ -1,4 +1,4 @@
-//! The moderation rule (SPEC §5), top to bottom: a backend message (§4.2) from
+//! The moderation rule (§5), top to bottom: a backend message (§4.2) from
 //! `roomSend/message` or `roomSend/command` in; the writes to make and the notices to send out.
 //!
 //! Pure: the caller (the moderation function) decodes the record ([`Origin::decode`]), reads
@@ -43,7 +43,7 @@
 //! # Enrollment
 //! The uplink topic (`roomSend/message`) carries no room, so the broker cannot stop a client
 //! from naming any room in its body: the issuer records which rooms each classroom token
-//! grants (the EnrollmentTable, SPEC §8) and moderation refuses a chat or command for any
+//! grants (the EnrollmentTable, §8) and moderation refuses a chat or command for any
 //! other room (defence in depth behind the broker's read filters). An enrollment holds while
 //! the record's broker time is before its `expiresAt` (the token's expiry, seconds; expired
 //! at `exp`, as the token itself), whether DynamoDB's TTL has deleted the item yet or not

@@ -1,4 +1,4 @@
-//! The presence rule (SPEC §5), top to bottom: a lifecycle event (§4.4) and the client's state
+//! The presence rule (§5), top to bottom: a lifecycle event (§4.4) and the client's state
 //! as read -> the write and the status notices. Pure: no IO, no clock (`now` is an argument);
 //! the presence function only reads, sends and writes what this module decides.
 //!
