@@ -603,15 +603,7 @@ fn pure_snapshot(name: &str) -> (Vec<String>, Vec<Value>) {
 async fn every_fixture_sends_the_notices_of_its_pure_snapshot() {
     let s = stack().await;
     let sdk = s.moto.sdk_config().await;
-    let dir = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().into_string().unwrap();
-            name.strip_suffix(".json").map(str::to_owned)
-        })
-        .collect();
-    names.sort();
+    let names = testkit::fixture_names(env!("CARGO_MANIFEST_DIR"));
     assert!(names.len() >= 14, "{names:?}");
     for (i, name) in names.iter().enumerate() {
         let (mutes, members) = (format!("mutes-{i}"), format!("membership-{i}"));

@@ -550,15 +550,7 @@ fn item_json(item: &std::collections::HashMap<String, AttributeValue>) -> serde_
 async fn every_fixture_gives_the_state_and_notices_of_its_snapshot() {
     let s = stack().await;
     let sdk = s._moto.sdk_config().await;
-    let dir = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().into_string().unwrap();
-            name.strip_suffix(".json").map(str::to_owned)
-        })
-        .collect();
-    names.sort();
+    let names = testkit::fixture_names(env!("CARGO_MANIFEST_DIR"));
     assert!(names.len() >= 10, "{names:?}");
     for (i, name) in names.iter().enumerate() {
         let (p, a, m) = (

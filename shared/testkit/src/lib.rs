@@ -29,6 +29,25 @@ use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish};
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use tokio::sync::mpsc;
 
+/// The names (file stems) of the `*.json` fixtures in `<manifest_dir>/tests/fixtures`, sorted:
+/// `fixture_names(env!("CARGO_MANIFEST_DIR"))`.
+pub fn fixture_names(manifest_dir: &str) -> Vec<String> {
+    let dir = Path::new(manifest_dir).join("tests/fixtures");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| {
+            let name = e
+                .expect("a directory entry")
+                .file_name()
+                .into_string()
+                .ok()?;
+            name.strip_suffix(".json").map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
 /// The backend identity's username in the test broker (the ACL lets it publish under `room/`).
 pub const BACKEND_USER: &str = "backend";
 /// The backend identity's password in the test broker.
