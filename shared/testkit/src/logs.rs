@@ -78,6 +78,25 @@ impl Capture {
             })
             .collect()
     }
+
+    /// [`Capture::failures`], after checking that they are exactly the records the handler
+    /// reported failed (`reported`: the response's `batchItemFailures` identifiers): every
+    /// reported record has its logged error, and only those.
+    pub fn reported_failures(
+        &self,
+        reported: impl IntoIterator<Item = String>,
+    ) -> BTreeMap<String, (String, String, bool)> {
+        let failures = self.failures();
+        assert_eq!(
+            failures
+                .keys()
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>(),
+            reported.into_iter().collect(),
+            "every reported record has its logged error, and only those"
+        );
+        failures
+    }
 }
 
 impl Subscriber for Capture {
