@@ -267,17 +267,7 @@ impl Stack {
     }
 
     async fn items(&self, table: &str) -> Vec<HashMap<String, AttributeValue>> {
-        let mut items = self
-            .ddb
-            .scan()
-            .table_name(table)
-            .send()
-            .await
-            .unwrap()
-            .items
-            .unwrap_or_default();
-        items.sort_by_key(|i| format!("{:?}{:?}", i.get("roomId"), i.get("clientId")));
-        items
+        testkit::scan_items(&self.ddb, table).await
     }
 
     async fn run(&self, name: &str) -> Vec<Received> {

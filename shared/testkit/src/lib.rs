@@ -546,6 +546,24 @@ pub async fn create_table(
     req.send().await.unwrap();
 }
 
+/// Every item of `table` (one Scan: test tables are small), sorted by `roomId` then `clientId`
+/// so assertions do not depend on moto's order.
+pub async fn scan_items(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    let mut items = ddb
+        .scan()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    items.sort_by_key(|i| format!("{:?}{:?}", i.get("roomId"), i.get("clientId")));
+    items
+}
+
 /// Creates a pay-per-request DynamoDB table with one string partition key `hash` (the
 /// template's TokenTable has `id`).
 pub async fn create_hash_table(ddb: &aws_sdk_dynamodb::Client, name: &str, hash: &str) {
