@@ -4,19 +4,11 @@
 
 #![allow(clippy::expect_used)] // a test fixture that cannot be read is a failed test
 
-use std::path::Path;
+mod common;
 
+use common::records;
 use mapping::{ClientPresence, LifecycleEvent};
 use serde_json::{Value, json};
-
-fn records(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).expect("fixture is readable");
-    let event: Value = serde_json::from_str(&text).expect("fixture is JSON");
-    event["Records"]
-        .as_array()
-        .expect("fixture has Records")
-        .clone()
-}
 
 fn attr<'a>(record: &'a Value, key: &str) -> Option<&'a str> {
     record["messageAttributes"][key]["stringValue"].as_str()

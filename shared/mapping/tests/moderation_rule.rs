@@ -12,9 +12,12 @@
 
 #![allow(clippy::expect_used)] // a fixture that cannot be read is a failed test
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use common::records;
 use mapping::classroom::moderation::{
     Membership, Moderation, MuteChange, MuteOutcome, MuteState, Read, RoomMembers, Standing, Write,
 };
@@ -222,15 +225,6 @@ fn rules() -> RulesConfig {
         Limits::default(),
     )
     .expect("rules")
-}
-
-fn records(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).expect("fixture is readable");
-    let event: Value = serde_json::from_str(&text).expect("fixture is JSON");
-    event["Records"]
-        .as_array()
-        .expect("fixture has Records")
-        .clone()
 }
 
 #[test]
