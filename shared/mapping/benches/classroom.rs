@@ -1,6 +1,9 @@
 //! Benchmarks of the classroom's pure hot paths: the moderation verdict on a 200-byte message
 //! with a 10,000-word list, building that automaton, and one presence reduction. Figures are
-//! printed by criterion, never asserted (targets: verdict <= 2 us, build <= 20 ms).
+//! printed by criterion, never asserted (targets: verdict <= 2 us and at most 2x the verdict
+//! before issue 14's normalisation, build <= 20 ms). `baseline` is that earlier verdict (case
+//! and full-width folding only), benched on the same list and messages in the same run: each
+//! `moderation/...` figure has its `baseline/...` twin.
 
 #![allow(clippy::expect_used)] // a test fixture that cannot be read is a failed test
 
@@ -8,6 +11,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mapping::{ClientId, ClientPresence, LifecycleEvent, LifecycleKind, Mode, Policy};
+
+mod baseline;
 
 /// A small deterministic generator, so every run benches the same list.
 struct Lcg(u64);
@@ -81,6 +86,24 @@ fn moderation(c: &mut Criterion) {
     });
     c.bench_function("moderation/verdict 200B with 2 hits (reject)", |b| {
         b.iter(|| reject.verdict(black_box(&dirty)))
+    });
+
+    // The same, with the verdict as it was before the normalisation (the baseline).
+    c.bench_function("baseline/build 10k words", |b| {
+        b.iter(|| baseline::Policy::new(black_box(&words), baseline::Mode::Mask, 500))
+    });
+    let old_mask =
+        baseline::Policy::new(&words, baseline::Mode::Mask, 500).unwrap_or_else(|e| panic!("{e}"));
+    let old_reject = baseline::Policy::new(&words, baseline::Mode::Reject, 500)
+        .unwrap_or_else(|e| panic!("{e}"));
+    c.bench_function("baseline/verdict 200B clean (mask)", |b| {
+        b.iter(|| old_mask.verdict(black_box(&clean)))
+    });
+    c.bench_function("baseline/verdict 200B with 2 hits (mask)", |b| {
+        b.iter(|| old_mask.verdict(black_box(&dirty)))
+    });
+    c.bench_function("baseline/verdict 200B with 2 hits (reject)", |b| {
+        b.iter(|| old_reject.verdict(black_box(&dirty)))
     });
 }
 
