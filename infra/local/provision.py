@@ -16,6 +16,7 @@ UPLINK_DLQ_URL, UPLINK_DLQ_ARN, PRESENCE_TABLE, ...
 
 import argparse
 import json
+import os
 import re
 import sys
 
@@ -103,6 +104,13 @@ def main():
     params = {k: p.get("Default") for k, p in (tpl.get("Parameters") or {}).items()}
     params.setdefault("AWS::Region", "us-east-1")
     params.setdefault("AWS::StackName", "classroom-local")
+    # STACK_PARAMETER_OVERRIDES="ChatRateLimit=0 ..." (as `sam deploy --parameter-overrides`):
+    # benches run the stack with a template parameter changed, e.g. the chat rate off.
+    for pair in os.environ.get("STACK_PARAMETER_OVERRIDES", "").split():
+        name, sep, value = pair.partition("=")
+        if not sep or name not in params:
+            raise SystemExit(f"provision: STACK_PARAMETER_OVERRIDES: {pair!r} is not <Parameter>=<value> of a template parameter")
+        params[name] = value
     resources = tpl.get("Resources") or {}
     queues = {k: r for k, r in resources.items() if r.get("Type") == "AWS::SQS::Queue"}
     tables = {k: r for k, r in resources.items() if r.get("Type") == "AWS::DynamoDB::Table"}

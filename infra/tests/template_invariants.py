@@ -53,6 +53,10 @@ FUNCTION_ENV = {
         "MEMBERSHIP_TABLE",
         "PRESENCE_TABLE",
         "ENROLLMENT_TABLE",
+        "CHAT_RATE_TABLE",
+        "CHAT_RATE_LIMIT",
+        "CHAT_RATE_WINDOW_SECS",
+        "MAX_ROOMS_PER_CLIENT",
         "DOWNLINK_QUEUE_URL",
         "BANNED_WORDS",
         "MODERATION_MODE",
@@ -81,12 +85,15 @@ TABLE_KEYS = {
     # Sign-in (design: token#<jti> and client#<clientId> items under one string key).
     "TokenTable": (("id", None), {}),
     "EnrollmentTable": (("clientId", "roomId"), {}),
+    # Moderation's chat counters: one item per sender and rate window (shared/stores attrs).
+    "ChatRateTable": (("clientId", "windowStart"), {}),
 }
 TABLE_TTL = {
     "MuteTable": "expiresAt",
     "PresenceTable": "expiresAt",
     "TokenTable": "expiresAt",
     "EnrollmentTable": "expiresAt",
+    "ChatRateTable": "expiresAt",
 }
 
 # Actions AWS only grants on Resource "*" (none is used today; listed so that adding one is a
@@ -855,6 +862,34 @@ def check_sign_in_grants(t: Template) -> list[str]:
     return out
 
 
+# Moderation's flood control: the chat counters are moderation's alone, and it only
+# increments them (one UpdateItem ADD per chat; nothing read, put or deleted).
+MODERATION_TABLE_GRANTS = {("ModerationRole", "ChatRateTable"): {"dynamodb:UpdateItem"}}
+
+
+def check_moderation_grants(t: Template) -> list[str]:
+    """The chat-rate counters are reachable by the moderation role alone, with exactly the
+    one action it needs, and the moderation function is told that table."""
+    out = []
+    for (owner, table), wanted in MODERATION_TABLE_GRANTS.items():
+        for rid in resources(t, "AWS::IAM::Role"):
+            actions = {a for a, r in role_grants(t, rid) if r == table}
+            if rid != owner:
+                if actions:
+                    out.append(f"role {rid}: may {sorted(actions)} on {table}, which only {owner} may use")
+                continue
+            for a in sorted(actions - wanted):
+                out.append(f"role {rid}: {a} on {table} is more than it needs ({sorted(wanted)})")
+            for a in sorted(wanted - actions):
+                out.append(f"role {rid}: lacks {a} on {table}")
+    fid, fn = _function_by_binary(t, "moderation")
+    if fid is not None:
+        env = (function_properties(t, fn).get("Environment") or {}).get("Variables") or {}
+        if "CHAT_RATE_TABLE" in env and target(env["CHAT_RATE_TABLE"]) != "ChatRateTable":
+            out.append(f"{fid}: CHAT_RATE_TABLE is {env['CHAT_RATE_TABLE']!r}, not !Ref ChatRateTable")
+    return out
+
+
 def check_secrets_hold_no_keys(t: Template) -> list[str]:
     """No secret value in the template is a usable key set or credential: a key in this file
     would sign tokens for anyone who can read it. Placeholders are written after deployment."""
@@ -952,6 +987,7 @@ CHECKS: list[Check] = [
     check_authorizer,
     check_http_routes,
     check_sign_in_grants,
+    check_moderation_grants,
     check_secrets_hold_no_keys,
     check_no_classroom_certificate_policy,
 ]

@@ -413,6 +413,46 @@ def drop_moderations_enrollment_table(t: Template) -> None:
     del t["Resources"]["ModerationFunction"]["Properties"]["Environment"]["Variables"]["ENROLLMENT_TABLE"]
 
 
+def chat_rate_without_ttl(t: Template) -> None:
+    del t["Resources"]["ChatRateTable"]["Properties"]["TimeToLiveSpecification"]
+
+
+def moderation_reads_chat_rate(t: Template) -> None:
+    _role_statements(t, "ModerationRole").append(
+        {"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": {"Fn::GetAtt": ["ChatRateTable", "Arn"]}}
+    )
+
+
+def moderation_cannot_count_chats(t: Template) -> None:
+    st = _role_statements(t, "ModerationRole")
+    st[:] = [s for s in st if s.get("Sid") != "ChatRateCounter"]
+
+
+def presence_writes_chat_rate(t: Template) -> None:
+    _role_statements(t, "PresenceRole").append(
+        {"Effect": "Allow", "Action": "dynamodb:UpdateItem", "Resource": {"Fn::GetAtt": ["ChatRateTable", "Arn"]}}
+    )
+
+
+def chat_rate_table_is_the_mute_table(t: Template) -> None:
+    env = t["Resources"]["ModerationFunction"]["Properties"]["Environment"]["Variables"]
+    env["CHAT_RATE_TABLE"] = {"Ref": "MuteTable"}
+
+
+def drop_the_rooms_cap(t: Template) -> None:
+    del t["Resources"]["ModerationFunction"]["Properties"]["Environment"]["Variables"]["MAX_ROOMS_PER_CLIENT"]
+
+
+MODERATION_MUTATIONS: list[tuple[Callable[[Template], None], Callable[[Template], list[str]], str]] = [
+    (chat_rate_without_ttl, inv.check_tables, "ChatRateTable: TTL on expiresAt is not enabled"),
+    (moderation_reads_chat_rate, inv.check_moderation_grants, "dynamodb:GetItem on ChatRateTable is more than it needs"),
+    (moderation_cannot_count_chats, inv.check_moderation_grants, "lacks dynamodb:UpdateItem on ChatRateTable"),
+    (presence_writes_chat_rate, inv.check_moderation_grants, "role PresenceRole: may ['dynamodb:UpdateItem'] on ChatRateTable"),
+    (chat_rate_table_is_the_mute_table, inv.check_moderation_grants, "CHAT_RATE_TABLE is {'Ref': 'MuteTable'}"),
+    (drop_the_rooms_cap, inv.check_environment, "ModerationFunction: environment variable MAX_ROOMS_PER_CLIENT is missing"),
+]
+
+
 SIGN_IN_MUTATIONS: list[tuple[Callable[[Template], None], Callable[[Template], list[str]], str]] = [
     (authorizer_signing_enabled, inv.check_authorizer, "SigningDisabled is not true"),
     (authorizer_inactive, inv.check_authorizer, "Status is 'INACTIVE'"),
@@ -485,6 +525,7 @@ MUTATIONS: list[tuple[Callable[[Template], None], Callable[[Template], list[str]
     (provisioned_table, inv.check_tables, "AttendanceTable is not on-demand"),
     (drop_an_output, inv.check_outputs, "PresenceDLQ has no output"),
     *SIGN_IN_MUTATIONS,
+    *MODERATION_MUTATIONS,
 ]
 
 

@@ -2,6 +2,9 @@
 // timeliness, mute state, token timing. `node web/test/core.test.mjs` (part of `make test-web`).
 import test from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   SeenIds,
   applyMuteNotice,
@@ -18,6 +21,8 @@ import {
   tokenTimes,
   tokenUsable,
 } from '../public/js/core.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 test('client IDs follow §3', () => {
   assert.equal(clientIdError('GID_teacher', '001'), null);
@@ -141,4 +146,20 @@ test('a not_enrolled rejection names the room', () => {
   assert.equal(rejectionText('not_enrolled'), 'you are not enrolled in that room');
   assert.equal(rejectionText('muted', '1'), 'you are muted in this room');
   assert.equal(rejectionText('new_reason'), 'refused (new_reason)');
+});
+
+test('flood control and the rooms cap read as people would say them', () => {
+  assert.equal(rejectionText('rate_limited', '1'), 'you are sending too fast; wait a moment');
+  assert.equal(rejectionText('rate_limited'), 'you are sending too fast; wait a moment');
+  assert.equal(rejectionText('too_many_rooms', '7'), 'you are already in as many rooms as a client may join, so room 7 was not joined');
+  assert.equal(rejectionText('too_many_rooms'), 'you are already in as many rooms as a client may join');
+});
+
+test('every reason of the refusal vocabulary (shared/mapping/src/refusal.rs) has a human text', () => {
+  const src = readFileSync(join(root, 'shared', 'mapping', 'src', 'refusal.rs'), 'utf8');
+  const table = /refusals!\s*\{([\s\S]*?)\n\}/.exec(src);
+  assert.ok(table, 'the refusals! table in refusal.rs');
+  const reasons = [...table[1].matchAll(/^\s*[A-Z]\w*\s*=\s*"([a-z_]+)",/gm)].map((m) => m[1]);
+  assert.ok(reasons.includes('not_enrolled') && reasons.length >= 8, `read the table: ${reasons}`);
+  for (const r of reasons) assert.doesNotMatch(rejectionText(r, '1'), /^refused \(/, `no human text for ${r}`);
 });

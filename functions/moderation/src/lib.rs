@@ -18,8 +18,13 @@
 //! 1. decoded ([`Origin::decode`]: `clientId`, `mqttSecondTopic`, `mqttMessageId`,
 //!    `timestamp`, the uplink parent);
 //! 2. planned ([`Moderation::plan`]: parse, authorize), and the state the plan asks for read
-//!    (a chat: the sender's mute and enrollment in one `BatchGetItem`, the only DynamoDB
-//!    request of a chat; a command: the sender's enrollment, one `GetItem`);
+//!    (a chat: the sender's mute and enrollment in one `BatchGetItem`; a `join`: the sender's
+//!    enrollment and the rooms on its presence head in one `BatchGetItem`, for the rooms cap;
+//!    a `mute` / `unmute`: the sender's enrollment, one `GetItem`). A chat is also counted in
+//!    its sender's rate window ([`Moderation::chat_window`]): one `UpdateItem` `ADD` on the
+//!    ChatRateTable, sent concurrently with the read (`tokio::join!`), so a chat costs two
+//!    DynamoDB requests, one read and one write, in the time of one round trip (an unreadable
+//!    chat: the write alone);
 //! 3. decided ([`Moderation::decide`]), the decision's writes made (a `join`: one
 //!    transaction; a `mute` / `unmute`: one conditional `UpdateItem`, which a newer command
 //!    may supersede), and for a teacher's join the room's members read
@@ -29,6 +34,26 @@
 //! Then the notices of the whole batch are sent together ([`kit::Fanout`]), and a record
 //! succeeds only once its notices are in the downlink queue. Records are handled in batch
 //! order, so a mute then a chat from the muted student in one batch gives a refusal.
+//!
+//! # Flood control and the rooms cap
+//! `CHAT_RATE_LIMIT` chats (default 10) per `CHAT_RATE_WINDOW_SECS` (default 1) per sender;
+//! `CHAT_RATE_LIMIT=0` turns the limit off (no counter is written; `CHAT_RATE_TABLE` is then
+//! not needed). The first chat over the limit in a window gets one `rejected` `rate_limited`
+//! notice, the later ones of that window are dropped with a log line (`refused silently`) and
+//! no notice. Windows are fixed and aligned to the epoch, in the record's broker time: a
+//! sender can get up to twice the limit through within one window's length across a window
+//! boundary (the "small burst"). The counter lives in DynamoDB (one item per sender and
+//! window, deleted by TTL an hour after the window), so it holds across concurrent
+//! containers; it costs one write request unit per chat. A redelivered chat counts again
+//! (at-least-once): a chat whose record failed after it was counted may be refused on its
+//! retry when the window was full by then.
+//!
+//! `MAX_ROOMS_PER_CLIENT` (default 20): a `join` of a room the client is not yet a member of,
+//! when it is already a member of that many, is refused with `too_many_rooms`; a join of one
+//! of its rooms always succeeds. The count is the `rooms` set of its presence head item, read
+//! with the enrollment (no extra request), and the join's transaction is conditioned on it,
+//! so two racing joins cannot pass the cap together (the loser fails and is retried, then
+//! refused).
 //!
 //! What a client did wrong is answered with a notice and the record succeeds: it is handled.
 //! A record that is not a §4.2 message for moderation (no `clientId`, a sub-topic other than
@@ -41,7 +66,10 @@ use kit::{
     BatchError, ConfigError, Env, Fanout, OutgoingMessage, Record, RecordError, SqsSender,
     process_batch,
 };
-use mapping::classroom::moderation::{Decision, Fact, Moderation, MuteOutcome, Standing, Write};
+use mapping::classroom::moderation::{
+    ChatRate, DEFAULT_CHAT_RATE_LIMIT, DEFAULT_CHAT_RATE_WINDOW_MS, DEFAULT_MAX_ROOMS_PER_CLIENT,
+    Decision, Fact, Moderation, MuteOutcome, Write,
+};
 use mapping::moderation::DEFAULT_MAX_MESSAGE_CHARS;
 use mapping::outflow::Origin;
 use mapping::{Mode, Notice, Policy, RulesConfig};
@@ -98,7 +126,10 @@ impl Function {
     /// `TEACHER_GROUPS` (default `GID_teacher`), `STUDENT_GROUPS` (default `GID_student`),
     /// `PRESENCE_TABLE` (a `join` adds the room to the client's head item there),
     /// `ENROLLMENT_TABLE` (the issuer's enrollments; always checked, there is no switch) and
-    /// the shared rules variables.
+    /// the shared rules variables; for flood control `CHAT_RATE_LIMIT` (chats per window and
+    /// sender, default 10, `0` = off), `CHAT_RATE_WINDOW_SECS` (default 1, at least 1) and
+    /// `CHAT_RATE_TABLE` (the ChatRateTable; required unless the limit is off), and
+    /// `MAX_ROOMS_PER_CLIENT` (default 20, at least 1).
     pub fn from_env_with(env: &Env, sdk: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
         let rules = env.rules()?;
         let mute = env.required("MUTE_TABLE", "set it to the MuteTable name")?;
@@ -129,12 +160,44 @@ impl Function {
         let roles = env.roles()?;
         let presence = env.required("PRESENCE_TABLE", "set it to the PresenceTable name")?;
         let enrollment = env.required("ENROLLMENT_TABLE", "set it to the EnrollmentTable name")?;
-        if enrollment == mute {
-            // One BatchGetItem reads both, keyed by table name: they cannot be one table.
+        // One BatchGetItem reads the enrollment with the mute (a chat) or with the presence
+        // head (a join), keyed by table name: they cannot be one table.
+        for (other, table) in [("MUTE_TABLE", &mute), ("PRESENCE_TABLE", &presence)] {
+            if enrollment == *table {
+                return Err(ConfigError::Invalid {
+                    var: "ENROLLMENT_TABLE",
+                    value: enrollment,
+                    problem: format!("is also {other}; the enrollments have their own table"),
+                });
+            }
+        }
+        let chats: u64 = env.parse_or("CHAT_RATE_LIMIT", DEFAULT_CHAT_RATE_LIMIT)?;
+        let window_secs: u64 =
+            env.parse_or("CHAT_RATE_WINDOW_SECS", DEFAULT_CHAT_RATE_WINDOW_MS / 1000)?;
+        if window_secs == 0 {
             return Err(ConfigError::Invalid {
-                var: "ENROLLMENT_TABLE",
-                value: enrollment,
-                problem: "is also MUTE_TABLE; the enrollments have their own table".to_owned(),
+                var: "CHAT_RATE_WINDOW_SECS",
+                value: "0".to_owned(),
+                problem:
+                    "must be at least 1 second; set CHAT_RATE_LIMIT=0 to turn the chat rate off"
+                        .to_owned(),
+            });
+        }
+        let chat_rate = ChatRate::new(chats, window_secs.saturating_mul(1000));
+        let chat_rate_table = match chat_rate {
+            Some(_) => env.required(
+                "CHAT_RATE_TABLE",
+                "set it to the ChatRateTable name (or CHAT_RATE_LIMIT=0 to turn the chat rate off)",
+            )?,
+            None => String::new(),
+        };
+        let max_rooms: usize =
+            env.parse_or("MAX_ROOMS_PER_CLIENT", DEFAULT_MAX_ROOMS_PER_CLIENT)?;
+        if max_rooms == 0 {
+            return Err(ConfigError::Invalid {
+                var: "MAX_ROOMS_PER_CLIENT",
+                value: "0".to_owned(),
+                problem: "must be at least 1; with 0 no client could join a room".to_owned(),
             });
         }
         let store = ModerationStore::new(
@@ -144,13 +207,16 @@ impl Function {
                 membership,
                 presence,
                 enrollment,
+                chat_rate: chat_rate_table,
             },
         );
         Ok(Self::new(
             store,
             SqsSender::new(aws_sdk_sqs::Client::new(sdk)),
             downlink,
-            Moderation::new(policy, roles),
+            Moderation::new(policy, roles)
+                .with_chat_rate(chat_rate)
+                .with_max_rooms(max_rooms),
             rules,
         ))
     }
@@ -196,14 +262,24 @@ impl Function {
         };
         let origin = Origin::decode(attr, record.message_id, now_ms, &self.rules)?;
         let plan = self.rule.plan(&origin, record.body())?;
-        let standing = match plan.read() {
-            Some(read) => self
-                .store
-                .read(&origin.sender, read)
-                .await
-                .map_err(transient)?,
-            None => Standing::default(),
-        };
+        let window = self.rule.chat_window(&origin);
+        // A chat's one write (its count) goes out with its one read: no added round trip.
+        let (read, count) = tokio::join!(
+            async {
+                match plan.read() {
+                    Some(read) => self.store.read(&origin.sender, read).await.map(Some),
+                    None => Ok(None),
+                }
+            },
+            async {
+                match &window {
+                    Some(window) => self.store.count_chat(window).await.map(Some),
+                    None => Ok(None),
+                }
+            }
+        );
+        let mut standing = read.map_err(transient)?.unwrap_or_default();
+        standing.chats_in_window = count.map_err(transient)?;
         let Decision {
             writes,
             mut notices,
@@ -238,6 +314,15 @@ fn log(origin: &Origin, fact: &Fact, mute: Option<MuteOutcome>) {
     let sender = &origin.sender;
     match fact {
         Fact::Refused { reason } => info!(%sender, reason = reason.as_str(), "refused"),
+        Fact::RefusedSilently {
+            reason,
+            chats_in_window,
+        } => info!(
+            %sender,
+            reason = reason.as_str(),
+            chats_in_window,
+            "refused silently"
+        ),
         Fact::Delivered { room_id, masked } => {
             info!(%sender, %room_id, masked, "chat delivered");
         }

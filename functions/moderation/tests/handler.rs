@@ -2,8 +2,8 @@
 //! events: every fixture sends exactly the notices of its pure snapshot (the rule's decisions
 //! are checked without IO in `shared/mapping/tests/moderation_rule.rs`, the store's semantics
 //! in `shared/stores/tests/moderation.rs`), failures are reported per record, the
-//! configuration is checked, and the DynamoDB requests are counted as sent, by interceptors on
-//! the SDK client.
+//! configuration is checked, the chat rate and the rooms cap hold (issue 14), and the DynamoDB
+//! requests are counted as sent, by interceptors on the SDK client.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests
 
@@ -50,6 +50,7 @@ fn env(downlink: &str, mode: &str) -> Env {
         ("MEMBERSHIP_TABLE", "membership"),
         ("PRESENCE_TABLE", "presence"),
         ("ENROLLMENT_TABLE", "enrollment"),
+        ("CHAT_RATE_TABLE", "chat-rate"),
         ("DOWNLINK_QUEUE_URL", downlink),
         ("BANNED_WORDS", BANNED),
         ("MODERATION_MODE", mode),
@@ -68,6 +69,7 @@ async fn stack() -> Stack {
     create_table(&ddb, "membership", "roomId", "clientId", true).await;
     create_table(&ddb, "presence", "clientId", "channelId", false).await;
     create_table(&ddb, "enrollment", "clientId", "roomId", false).await;
+    create_table(&ddb, "chat-rate", "clientId", "windowStart", false).await;
     enroll_class(&ddb, "enrollment").await;
     let downlink = create_queue(&sqs, "downlink").await;
     let function = Function::from_env_with(&env(&downlink, "mask"), &sdk).unwrap();
@@ -420,20 +422,54 @@ async fn bad_configuration_names_the_variable() {
     ]);
     let err = Function::from_env_with(&both, &sdk).unwrap_err();
     assert!(err.to_string().contains("STUDENT_GROUPS"), "{err}");
-    let without = |var: &str| {
+    let base = |var: &str| {
         let mut vars: Vec<(&str, &str)> = vec![
             ("MUTE_TABLE", "mutes"),
             ("MEMBERSHIP_TABLE", "membership"),
             ("PRESENCE_TABLE", "presence"),
             ("ENROLLMENT_TABLE", "enrollment"),
+            ("CHAT_RATE_TABLE", "chat-rate"),
             ("DOWNLINK_QUEUE_URL", s.downlink.as_str()),
         ];
         vars.retain(|(k, _)| *k != var);
+        vars
+    };
+    let without = |var: &str| Env::from_map(base(var));
+    assert!(Function::from_env_with(&without("none"), &sdk).is_ok());
+    for var in ["ENROLLMENT_TABLE", "CHAT_RATE_TABLE"] {
+        let err = Function::from_env_with(&without(var), &sdk).unwrap_err();
+        assert!(err.to_string().contains(var), "{err}");
+    }
+    // Flood control and the rooms cap: one sentence naming the variable.
+    // Later pairs win: `extra` overrides the base.
+    let with = |extra: &[(&'static str, &'static str)], drop: &str| {
+        let mut vars = base(drop);
+        vars.extend_from_slice(extra);
         Env::from_map(vars)
     };
-    assert!(Function::from_env_with(&without("none"), &sdk).is_ok());
-    let err = Function::from_env_with(&without("ENROLLMENT_TABLE"), &sdk).unwrap_err();
-    assert!(err.to_string().contains("ENROLLMENT_TABLE"), "{err}");
+    assert!(
+        Function::from_env_with(&with(&[("CHAT_RATE_LIMIT", "0")], "CHAT_RATE_TABLE"), &sdk)
+            .is_ok(),
+        "the limit off needs no table"
+    );
+    for (var, value) in [
+        ("CHAT_RATE_LIMIT", "ten"),
+        ("CHAT_RATE_LIMIT", "-1"),
+        ("CHAT_RATE_WINDOW_SECS", "0"),
+        ("CHAT_RATE_WINDOW_SECS", "1.5"),
+        ("MAX_ROOMS_PER_CLIENT", "0"),
+        ("MAX_ROOMS_PER_CLIENT", "many"),
+    ] {
+        let err = Function::from_env_with(&with(&[(var, value)], "none"), &sdk).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(var) && !text.contains('\n'),
+            "{var}={value}: {text}"
+        );
+    }
+    let err = Function::from_env_with(&with(&[("PRESENCE_TABLE", "enrollment")], "none"), &sdk)
+        .unwrap_err();
+    assert!(err.to_string().contains("PRESENCE_TABLE"), "{err}");
     let shared = Env::from_map([
         ("MUTE_TABLE", "mutes"),
         ("MEMBERSHIP_TABLE", "membership"),
@@ -449,7 +485,7 @@ async fn bad_configuration_names_the_variable() {
 }
 
 #[tokio::test]
-async fn dynamodb_calls_per_chat_message_are_one() {
+async fn dynamodb_calls_per_chat_message_are_one_read_and_one_write_sent_together() {
     let s = stack().await;
     let sdk = s.moto.sdk_config().await;
     let (client, requests, counter) = Requests::client(&sdk);
@@ -504,19 +540,29 @@ async fn dynamodb_calls_per_chat_message_are_one() {
     run(fixture("join-room")).await;
     let join = take();
 
-    let one = ["BatchGetItem".to_owned()];
-    assert_eq!(delivered, one, "delivered");
-    assert_eq!(muted, one, "muted");
-    assert_eq!(not_enrolled, one, "not enrolled");
+    // A chat: its one read and its one write (the rate counter), sent concurrently, so in
+    // either order.
+    let sorted = |mut ops: Vec<String>| {
+        ops.sort();
+        ops
+    };
+    let chat = ["BatchGetItem".to_owned(), "UpdateItem".to_owned()];
+    assert_eq!(sorted(delivered.clone()), chat, "delivered");
+    assert_eq!(sorted(muted.clone()), chat, "muted");
+    assert_eq!(sorted(not_enrolled.clone()), chat, "not enrolled");
     assert_eq!(
         unreadable,
-        Vec::<String>::new(),
-        "unreadable: refused before any read"
+        ["UpdateItem"],
+        "unreadable: refused before any read, but counted"
     );
     assert_eq!(mute_command, ["GetItem", "UpdateItem"]);
-    assert_eq!(join, ["GetItem", "TransactWriteItems"], "a student's join");
+    assert_eq!(
+        join,
+        ["BatchGetItem", "TransactWriteItems"],
+        "a student's join: enrollment and rooms in one read"
+    );
     println!(
-        "DynamoDB calls per chat message: {} (delivered {} / muted {} / not enrolled {} / unreadable {}); per command: mute {}, student join {}",
+        "DynamoDB calls per chat message: {} (1 BatchGetItem + 1 UpdateItem, concurrent; delivered {} / muted {} / not enrolled {} / unreadable {}); per command: mute {}, student join {}",
         delivered.len(),
         delivered.len(),
         muted.len(),
@@ -549,7 +595,19 @@ async fn keys_dynamodb_leaves_unprocessed_are_asked_for_again_and_still_decide_t
         summary(&s.downlink().await),
         [row("/p2p/GID_student@@@002", "rejected", "muted")]
     );
-    assert_eq!(requests.take(), ["BatchGetItem", "BatchGetItem"]);
+    // The chat's count goes out alongside (in any order): once, not once per read attempt.
+    let reads = |mut ops: Vec<String>| {
+        let writes = ops.iter().filter(|op| *op == "UpdateItem").count();
+        ops.retain(|op| op != "UpdateItem");
+        (ops, writes)
+    };
+    assert_eq!(
+        reads(requests.take()),
+        (
+            vec!["BatchGetItem".to_owned(), "BatchGetItem".to_owned()],
+            1
+        )
+    );
 
     // Still unprocessed after every round: the record fails (to be retried), nothing is sent.
     requests.leave_unprocessed("enrollment", enrollment_key(STUDENT1, "1"), usize::MAX);
@@ -558,7 +616,182 @@ async fn keys_dynamodb_leaves_unprocessed_are_asked_for_again_and_still_decide_t
     let resp = function.handle(event).await.unwrap();
     assert_eq!(failed(&resp), [id]);
     assert_eq!(s.downlink().await, Vec::<Received>::new());
-    assert_eq!(requests.take().len(), BATCH_GET_ATTEMPTS as usize);
+    let (batch_gets, writes) = reads(requests.take());
+    assert_eq!((batch_gets.len(), writes), (BATCH_GET_ATTEMPTS as usize, 1));
+}
+
+/// The records of fixture `name` sent by `client`, in fixture order.
+fn records_of(name: &str, client: &str) -> Vec<aws_lambda_events::sqs::SqsMessage> {
+    fixture(name)
+        .records
+        .into_iter()
+        .filter(|r| r.message_attributes["clientId"].string_value.as_deref() == Some(client))
+        .collect()
+}
+
+fn event(records: Vec<aws_lambda_events::sqs::SqsMessage>) -> SqsEvent {
+    let mut event = fixture("chat-plain");
+    event.records = records;
+    event
+}
+
+/// Issue 14: 11 chats in one second from one sender: 10 reach the room, the 11th is refused
+/// with one `rate_limited` notice; a 12th in that second is dropped without a second notice;
+/// another sender's chat amid them and the sender's next second are delivered. Each chat
+/// costs exactly one `UpdateItem` on top of its `BatchGetItem`, counted on the wire.
+#[tokio::test]
+async fn eleven_chats_in_one_second_deliver_ten_and_tell_the_sender_once() {
+    let s = stack().await;
+    let sdk = s.moto.sdk_config().await;
+    let (client, _, counter) = Requests::client(&sdk);
+    let function = Function::from_env_with(&env(&s.downlink, "mask"), &sdk)
+        .unwrap()
+        .with_dynamodb(client);
+    let flood = records_of("chat-flood-one-sender", STUDENT1);
+    assert_eq!(flood.len(), 13, "12 in one second, 1 in the next");
+    let run = |records: Vec<aws_lambda_events::sqs::SqsMessage>| {
+        let function = &function;
+        let s = &s;
+        async move {
+            let resp = function.handle(event(records)).await.unwrap();
+            assert_eq!(failed(&resp), Vec::<String>::new());
+            s.downlink().await
+        }
+    };
+
+    let first = run(flood[..11].to_vec()).await;
+    let chats = first.iter().filter(|n| n.sub == "/message/1").count();
+    let told: Vec<&Received> = first
+        .iter()
+        .filter(|n| n.body["reason"] == "rate_limited")
+        .collect();
+    assert_eq!((chats, told.len(), first.len()), (10, 1, 11), "{first:?}");
+    assert_eq!(told[0].sub, format!("/p2p/{STUDENT1}"));
+    assert_eq!(told[0].body["refMsgId"], format!("{STUDENT1}-11"));
+    assert_eq!(counter.count("UpdateItem"), 11, "one write per chat");
+    assert_eq!(counter.count("BatchGetItem"), 11, "one read per chat");
+    counter.reset();
+
+    let twelfth = run(flood[11..12].to_vec()).await;
+    assert_eq!(twelfth, Vec::<Received>::new(), "no second notice");
+    assert_eq!(counter.count("UpdateItem"), 1);
+    counter.reset();
+
+    let other = run(records_of("chat-flood-one-sender", STUDENT2)).await;
+    assert_eq!(summary(&other), [row("/message/1", "chat", "")]);
+    let next_second = run(flood[12..].to_vec()).await;
+    assert_eq!(summary(&next_second), [row("/message/1", "chat", "")]);
+    assert_eq!(counter.count("UpdateItem"), 2);
+
+    let counters = s.items("chat-rate").await;
+    let mut counted: Vec<(String, String, String)> = counters
+        .iter()
+        .map(|i| {
+            (
+                i["clientId"].as_s().unwrap().clone(),
+                i["windowStart"].as_s().unwrap().clone(),
+                i["chats"].as_n().unwrap().clone(),
+            )
+        })
+        .collect();
+    counted.sort();
+    let t0 = (FIXTURE_S * 1000).to_string();
+    let t1 = (FIXTURE_S * 1000 + 1000).to_string();
+    assert_eq!(
+        counted,
+        [
+            (STUDENT1.to_owned(), t0.clone(), "12".to_owned()),
+            (STUDENT1.to_owned(), t1, "1".to_owned()),
+            (STUDENT2.to_owned(), t0, "1".to_owned()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_chat_rate_off_counts_nothing_and_limits_nothing() {
+    let s = stack().await;
+    let sdk = s.moto.sdk_config().await;
+    let (client, _, counter) = Requests::client(&sdk);
+    let mut vars: Vec<(&str, &str)> = vec![
+        ("MUTE_TABLE", "mutes"),
+        ("MEMBERSHIP_TABLE", "membership"),
+        ("PRESENCE_TABLE", "presence"),
+        ("ENROLLMENT_TABLE", "enrollment"),
+        ("DOWNLINK_QUEUE_URL", s.downlink.as_str()),
+    ];
+    vars.push(("CHAT_RATE_LIMIT", "0"));
+    let function = Function::from_env_with(&Env::from_map(vars), &sdk)
+        .unwrap()
+        .with_dynamodb(client);
+    let resp = function
+        .handle(event(records_of("chat-flood-one-sender", STUDENT1)))
+        .await
+        .unwrap();
+    assert!(failed(&resp).is_empty());
+    let sent = s.downlink().await;
+    assert_eq!(sent.len(), 13);
+    assert!(sent.iter().all(|n| n.sub == "/message/1"));
+    assert_eq!(counter.count("UpdateItem"), 0);
+}
+
+/// Issue 14: a client may be a member of at most MAX_ROOMS_PER_CLIENT (20) rooms: the 21st
+/// distinct room is refused with `too_many_rooms` and not written; a join of one of its rooms
+/// still succeeds.
+#[tokio::test]
+async fn the_twenty_first_distinct_room_is_refused() {
+    let s = stack().await;
+    let rooms: Vec<String> = (1..=21).map(|i| format!("r{i}")).collect();
+    for room in &rooms {
+        enroll(&s.ddb, "enrollment", STUDENT1, room, ENROLLED_UNTIL_S).await;
+    }
+    let join = |room: &str, n: usize| {
+        let mut record = fixture("join-room").records.remove(0);
+        assert_eq!(
+            record.message_attributes["clientId"]
+                .string_value
+                .as_deref(),
+            Some(STUDENT1)
+        );
+        record.body = Some(format!(r#"{{"type":"join","roomId":"{room}"}}"#));
+        record.message_id = Some(format!("join-{n}"));
+        if let Some(id) = record.message_attributes.get_mut("mqttMessageId") {
+            id.string_value = Some(format!("m-join-{n}"));
+        }
+        record
+    };
+    let twenty: Vec<_> = rooms[..20]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| join(r, i))
+        .collect();
+    let joined = s.run_event(event(twenty), "twenty joins").await;
+    assert_eq!(
+        joined
+            .iter()
+            .filter(|n| n.body["type"] == "commandResult" && n.body["ok"] == true)
+            .count(),
+        20
+    );
+    let refused = s.run_event(event(vec![join(&rooms[20], 20)]), "21st").await;
+    assert_eq!(
+        summary(&refused),
+        [row("/p2p/GID_student@@@001", "rejected", "too_many_rooms")]
+    );
+    assert_eq!(refused[0].body["roomId"], "r21");
+    assert_eq!(
+        s.items("membership").await.len(),
+        20,
+        "the 21st is not written"
+    );
+    let again = s
+        .run_event(event(vec![join(&rooms[0], 21)]), "rejoin")
+        .await;
+    assert!(
+        again
+            .iter()
+            .any(|n| n.body["type"] == "commandResult" && n.body["ok"] == true),
+        "{again:?}"
+    );
 }
 
 /// The notices the pure rule sends for fixture `name`, from its reviewed snapshot
@@ -603,6 +836,8 @@ async fn every_fixture_sends_the_notices_of_its_pure_snapshot() {
         create_table(&s.ddb, &presence, "clientId", "channelId", false).await;
         let enrollment = format!("enrollment-{i}");
         create_table(&s.ddb, &enrollment, "clientId", "roomId", false).await;
+        let chat_rate = format!("chat-rate-{i}");
+        create_table(&s.ddb, &chat_rate, "clientId", "windowStart", false).await;
         enroll_class(&s.ddb, &enrollment).await;
         let function = Function::from_env_with(
             &Env::from_map([
@@ -610,6 +845,7 @@ async fn every_fixture_sends_the_notices_of_its_pure_snapshot() {
                 ("MEMBERSHIP_TABLE", members.as_str()),
                 ("PRESENCE_TABLE", presence.as_str()),
                 ("ENROLLMENT_TABLE", enrollment.as_str()),
+                ("CHAT_RATE_TABLE", chat_rate.as_str()),
                 ("DOWNLINK_QUEUE_URL", s.downlink.as_str()),
                 ("BANNED_WORDS", BANNED),
             ]),

@@ -50,6 +50,13 @@ refusals! {
     /// A chat, `join`, `mute` or `unmute` for a room the sender is not enrolled in: no
     /// classroom token granted it the room, or that enrollment has expired (§8).
     NotEnrolled = "not_enrolled",
+    /// A chat over the sender's chat rate (`CHAT_RATE_LIMIT` chats per
+    /// `CHAT_RATE_WINDOW_SECS`): told once per window, further chats of that window are
+    /// dropped without a notice ([`crate::classroom::moderation::ChatRate`]).
+    RateLimited = "rate_limited",
+    /// A `join` of a new room when the client is already a member of `MAX_ROOMS_PER_CLIENT`
+    /// rooms ([`crate::classroom::moderation::Join::fits`]).
+    TooManyRooms = "too_many_rooms",
 }
 
 impl std::fmt::Display for Refusal {
@@ -91,7 +98,9 @@ mod tests {
                 "not_teacher",
                 "target_not_student",
                 "invalid_command",
-                "not_enrolled"
+                "not_enrolled",
+                "rate_limited",
+                "too_many_rooms"
             ]
         );
     }

@@ -7,8 +7,8 @@
 //!
 //! The model is what the stores' tests check against moto: enrollments by client and room,
 //! mute items kept in command order ([`MuteChange::outcome_over`]), memberships (first join
-//! kept), the rooms on a client's presence head; nobody online (the presence function is not
-//! part of these fixtures).
+//! kept), the rooms on a client's presence head, one chat counter per sender and rate window;
+//! nobody online (the presence function is not part of these fixtures).
 
 #![allow(clippy::expect_used)] // a fixture that cannot be read is a failed test
 
@@ -19,7 +19,8 @@ use std::path::Path;
 
 use common::records;
 use mapping::classroom::moderation::{
-    Membership, Moderation, MuteChange, MuteOutcome, MuteState, Read, RoomMembers, Standing, Write,
+    ChatWindow, Membership, Moderation, MuteChange, MuteOutcome, MuteState, Read, RoomMembers,
+    Standing, Write,
 };
 use mapping::outflow::Origin;
 use mapping::{ClientId, Limits, Mode, Notice, Parent, Policy, Role, Roles, RoomId, RulesConfig};
@@ -58,6 +59,8 @@ struct Model {
     heads: BTreeMap<ClientId, BTreeSet<RoomId>>,
     /// The clients whose presence head says online.
     online: BTreeSet<ClientId>,
+    /// Chats counted per sender and rate window.
+    chats: BTreeMap<ChatWindow, u64>,
 }
 
 impl Model {
@@ -82,12 +85,30 @@ impl Model {
             Read::Standing(room) => Standing {
                 enrollment_expires_at_s: enrollment(room),
                 mute: self.mutes.get(&(room.clone(), sender.clone())).cloned(),
+                ..Standing::default()
             },
             Read::Enrollment(room) => Standing {
                 enrollment_expires_at_s: enrollment(room),
-                mute: None,
+                ..Standing::default()
+            },
+            Read::Joining(room) => Standing {
+                enrollment_expires_at_s: enrollment(room),
+                rooms: Some(
+                    self.heads
+                        .get(sender)
+                        .map(|rooms| rooms.iter().cloned().collect())
+                        .unwrap_or_default(),
+                ),
+                ..Standing::default()
             },
         }
+    }
+
+    /// The store's atomic `ADD 1` on the window's counter: the new count.
+    fn count(&mut self, window: &ChatWindow) -> u64 {
+        let n = self.chats.entry(window.clone()).or_default();
+        *n += 1;
+        *n
     }
 
     fn change_mute(&mut self, change: &MuteChange) -> MuteOutcome {
@@ -129,6 +150,9 @@ impl Model {
                 "roomId": room, "clientId": client, "role": role, "joinedAt": joined_at,
             })).collect::<Vec<_>>(),
             "presenceHeadRooms": self.heads,
+            "chatCounters": self.chats.iter().map(|(window, n)| json!({
+                "window": window, "chats": n,
+            })).collect::<Vec<_>>(),
         })
     }
 }
@@ -164,7 +188,13 @@ fn handle(rule: &Moderation, rules: &RulesConfig, model: &mut Model, record: &Va
         Err(e) => return failed(e),
     };
     let planned = serde_json::to_value(&plan).expect("plans serialise");
-    let read = plan.read().map(|read| model.read(&origin.sender, read));
+    // The function makes the read and the count concurrently; a chat is counted even when
+    // its plan reads nothing (an unreadable chat).
+    let window = rule.chat_window(&origin);
+    let mut read = plan.read().map(|read| model.read(&origin.sender, read));
+    if let Some(window) = &window {
+        read.get_or_insert_with(Standing::default).chats_in_window = Some(model.count(window));
+    }
     let decision = rule.decide(&origin, plan, &read.clone().unwrap_or_default());
     let mut mute_outcome = None;
     for write in &decision.writes {
@@ -200,6 +230,7 @@ fn handle(rule: &Moderation, rules: &RulesConfig, model: &mut Model, record: &Va
         "messageId": queue_id,
         "origin": origin,
         "plan": planned,
+        "chatWindow": window,
         "read": read,
         "writes": decision.writes,
         "muteOutcome": mute_outcome,
@@ -678,4 +709,38 @@ fn chat_from_a_muted_student_is_refused_and_not_fanned_out() {
         .expect("rejected");
     assert_eq!(rejected["body"]["refMsgId"], "GID_student@@@002-2000");
     assert_eq!(rejected["body"]["roomId"], "1");
+}
+
+#[test]
+fn a_flood_from_one_sender_reaches_the_room_at_the_rate_and_is_told_once_per_window() {
+    let mut class = Class::new(Mode::Mask);
+    let sent = class.run("chat-flood-one-sender");
+    let chats = |notices: &[Value], sender: &str| {
+        notices
+            .iter()
+            .filter(|n| n["mqttSecondTopic"] == "/message/1" && n["body"]["peer"] == sender)
+            .count()
+    };
+    // 12 chats of student 1 in one second and 1 in the next; 1 of student 2 amid them.
+    assert_eq!(chats(&sent, "GID_student@@@001"), 10 + 1);
+    assert_eq!(
+        chats(&sent, "GID_student@@@002"),
+        1,
+        "another sender is not limited"
+    );
+    let told: Vec<_> = summary(&sent)
+        .into_iter()
+        .filter(|(_, kind, _)| kind == "rejected")
+        .collect();
+    assert_eq!(
+        told,
+        [row("/p2p/GID_student@@@001", "rejected", "rate_limited")]
+    );
+    // A redelivery of the whole batch counts again (at-least-once): the first second is
+    // full, so all of its chats are dropped without a second notice; the next second and the
+    // other sender had room left.
+    let again = class.run("chat-flood-one-sender");
+    assert_eq!(chats(&again, "GID_student@@@001"), 1);
+    assert_eq!(chats(&again, "GID_student@@@002"), 1);
+    assert_eq!(again.len(), 2, "{again:?}");
 }

@@ -25,6 +25,10 @@
 //! version lock), [`presence::ONLINE`] BOOL, [`presence::ROOMS`] SS (added by the moderation
 //! function's `join`).
 //!
+//! # ChatRateTable (partition [`chat_rate::CLIENT_ID`] S, sort [`chat_rate::WINDOW_START`] S; TTL attribute [`chat_rate::EXPIRES_AT`])
+//! One item per sender and chat-rate window: [`chat_rate::CHATS`] N (the chats counted in
+//! the window), [`chat_rate::EXPIRES_AT`] N (s). Layout: [`crate::moderation`].
+//!
 //! # AttendanceTable (partition [`attendance::CLIENT_ID`] S, sort [`attendance::SESSION_ID`] S)
 //! One item per connection: [`attendance::JOINED_AT`] N (ms), [`attendance::LEFT_AT`] N (ms),
 //! [`attendance::LEAVE_KIND`] S, [`attendance::LEAVE_REASON`] S, [`attendance::CLIENT_IP`] S,
@@ -116,6 +120,25 @@ pub mod membership {
     pub const JOINED_AT: &str = "joinedAt";
     /// The member's role when it joined (S): `teacher`, `student` or `other`.
     pub const ROLE: &str = "role";
+}
+
+/// ChatRateTable (partition [`chat_rate::CLIENT_ID`] S, sort [`chat_rate::WINDOW_START`] S; TTL
+/// attribute [`chat_rate::EXPIRES_AT`]): the moderation function's chat counter, one item per
+/// sender and rate window.
+pub mod chat_rate {
+    /// The partition key (S): the sender's client ID.
+    pub const CLIENT_ID: &str = "clientId";
+    /// The sort key (S): the window's start, broker time in ms, in decimal (the table's keys
+    /// are strings, as every table's here).
+    pub const WINDOW_START: &str = "windowStart";
+    /// The chats counted in the window (N), incremented by one atomic `ADD` per chat.
+    pub const CHATS: &str = "chats";
+    /// The TTL attribute, seconds (N): [`KEEP_SECS`] after the window ends.
+    pub const EXPIRES_AT: &str = "expiresAt";
+    /// How long a window's counter is kept after the window ends, seconds: past the longest
+    /// redelivery delay that matters (a redelivery later than that counts from 1 again). TTL
+    /// deletion is lazy anyway; the items are tiny.
+    pub const KEEP_SECS: u64 = 3600;
 }
 
 /// PresenceTable (partition [`presence::CLIENT_ID`] S, sort [`presence::CHANNEL_ID`] S; TTL

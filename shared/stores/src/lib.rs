@@ -17,8 +17,9 @@
 //!   attendance item, version bump) in one transaction whose version conflict is an outcome
 //!   ([`WriteOutcome::Conflict`]), not an error.
 //! - [`moderation`]: [`ModerationStore`]: what the moderation rule reads (a chat's standing in
-//!   one `BatchGetItem`, a command's enrollment, a room's members) and writes (a conditional
-//!   mute change, a join in one transaction).
+//!   one `BatchGetItem`, a command's enrollment, a join's enrollment and rooms, a room's
+//!   members) and writes (a chat's count in its rate window, one atomic `UpdateItem`; a
+//!   conditional mute change; a join in one transaction, conditioned on the rooms cap).
 //! - [`StoreError`]: the one error: the operation, the table and the SDK's message.
 //!
 //! Times are arguments (seconds, or ms where the layout says so): the adapters never read the

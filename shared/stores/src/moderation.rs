@@ -2,7 +2,8 @@
 //! decides on and writes: `MuteTable` ([`attrs::mute`](crate::attrs::mute)),
 //! `MembershipTable` ([`attrs::membership`](crate::attrs::membership)), the `rooms` of the
 //! client's head item in `PresenceTable` ([`attrs::presence`](crate::attrs::presence)) and
-//! `EnrollmentTable` ([`attrs::enrollment`](crate::attrs::enrollment), read only). The adapter
+//! `EnrollmentTable` ([`attrs::enrollment`](crate::attrs::enrollment), read only) and
+//! `ChatRateTable` ([`attrs::chat_rate`](crate::attrs::chat_rate)). The adapter
 //! reads and writes; whether a mute is in force or an enrollment holds is the rule's to say
 //! (it gets the typed state: [`Standing`], [`MuteState`], [`RoomMembers`]).
 //!
@@ -20,8 +21,21 @@
 //! batch, an enrollment written just before the token was handed out, are seen). Keys
 //! DynamoDB leaves unprocessed are asked for again, with backoff, up to
 //! [`BATCH_GET_ATTEMPTS`] requests in all; only then does the read fail (and the record is
-//! retried). A command reads its sender's enrollment alone: one `GetItem`
-//! ([`ModerationStore::enrollment`]).
+//! retried). A `mute` / `unmute` reads its sender's enrollment alone: one `GetItem`
+//! ([`ModerationStore::enrollment`]); a `join` reads the enrollment and the `rooms` of the
+//! joiner's presence head item (projected) in one `BatchGetItem`
+//! ([`ModerationStore::joining`]), for the rooms cap.
+//!
+//! # One write per chat: the chat counter
+//! [`ModerationStore::count_chat`] counts a chat in its sender's rate window
+//! (`mapping::classroom::moderation::ChatWindow`): one `UpdateItem` of the window's item
+//! (`clientId`, `windowStart`) with `ADD chats :1` (atomic, creating the item at 1) and
+//! `ReturnValues UPDATED_NEW`, which answers the new count: no read, no condition, so it
+//! holds across concurrent containers and never conflicts. `expiresAt` (the TTL) is the
+//! window's end plus [`chat_rate::KEEP_SECS`](crate::attrs::chat_rate::KEEP_SECS). The
+//! moderation function issues it concurrently with the chat's `BatchGetItem`. The cost is one
+//! write request unit per chat (the item is far below 1 KB), and a key per sender and window,
+//! so no two senders share a hot item.
 //!
 //! # Memberships
 //! A `join` ([`ModerationStore::join`]) writes, in one transaction, the `MembershipTable` item
@@ -30,7 +44,11 @@
 //! channels in the one Query it makes per event, so a transition costs it no extra read of the
 //! memberships. Both writes are idempotent (`if_not_exists`, a set `ADD`): a redelivered join
 //! changes nothing. Only `rooms` is written on the head: its `version` and `online` belong to
-//! the presence function.
+//! the presence function. The head's update is conditioned on the rooms cap
+//! (`Join::fits` in DynamoDB form: `contains(rooms, :room) OR size(rooms) < :max`, or no
+//! `rooms` yet): the rule refused a join over the cap on what it read, and the condition
+//! stops a join that raced another one past it; such a join fails (the transaction is
+//! cancelled) and its retry is refused on what it then reads.
 //!
 //! # Mute items
 //! One item per room and student: `muted` (BOOL), `untilMs` (N, absent = until unmuted),
@@ -51,8 +69,10 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, TransactWriteItem, Update};
-use mapping::classroom::moderation::Read;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, ReturnValue, TransactWriteItem, Update,
+};
+use mapping::classroom::moderation::{ChatWindow, Read};
 use mapping::{ClientId, RoomId};
 
 pub use mapping::classroom::moderation::{
@@ -60,7 +80,7 @@ pub use mapping::classroom::moderation::{
 };
 
 use crate::StoreError;
-use crate::attrs::{enrollment as e, membership as ms, mute as m, presence as p};
+use crate::attrs::{chat_rate as cr, enrollment as e, membership as ms, mute as m, presence as p};
 use crate::enrollment::role_name;
 use crate::item::{BATCH_ATTEMPTS, Item, backoff, get_bool, get_n, get_s, n, query_partition, s};
 
@@ -88,9 +108,11 @@ pub struct Tables {
     pub presence: String,
     /// `EnrollmentTable` (read only).
     pub enrollment: String,
+    /// `ChatRateTable` (the chat counters).
+    pub chat_rate: String,
 }
 
-/// The mute, membership and enrollment tables, and the presence table's head items.
+/// The mute, membership, enrollment and chat-rate tables, and the presence table's head items.
 #[derive(Debug, Clone)]
 pub struct ModerationStore {
     client: Client,
@@ -108,13 +130,29 @@ fn mute_state(item: &Item) -> MuteState {
     }
 }
 
+/// The rooms on a head item: the valid room names of its `rooms` set (a join only ever adds
+/// valid ones).
+fn head_rooms(item: &Item) -> Vec<RoomId> {
+    let names = item
+        .get(p::ROOMS)
+        .and_then(|v| v.as_ss().ok())
+        .cloned()
+        .unwrap_or_default();
+    let mut rooms: Vec<RoomId> = names
+        .into_iter()
+        .filter_map(|name| RoomId::parse(&name).ok())
+        .collect();
+    rooms.sort();
+    rooms
+}
+
 /// The `expiresAt` of an enrollment item; `None` when it has no readable one.
 fn enrollment_expiry(item: &Item) -> Option<u64> {
     get_n(item, e::EXPIRES_AT).ok().flatten()
 }
 
 impl ModerationStore {
-    /// A store over the four tables.
+    /// A store over the five tables.
     pub fn new(client: Client, tables: Tables) -> Self {
         Self { client, tables }
     }
@@ -131,15 +169,95 @@ impl ModerationStore {
     }
 
     /// What a plan asks to read about `sender`: its [`Standing`] in the room (one
-    /// `BatchGetItem`) or its enrollment alone (one `GetItem`, no mute).
+    /// `BatchGetItem`), its enrollment alone (one `GetItem`, no mute) or, for a join, its
+    /// enrollment and its rooms (one `BatchGetItem`).
     pub async fn read(&self, sender: &ClientId, read: Read<'_>) -> Result<Standing, StoreError> {
         match read {
             Read::Standing(room) => self.standing(room, sender).await,
             Read::Enrollment(room) => Ok(Standing {
                 enrollment_expires_at_s: self.enrollment(sender, room).await?,
-                mute: None,
+                ..Standing::default()
             }),
+            Read::Joining(room) => self.joining(room, sender).await,
         }
+    }
+
+    /// Counts a chat in `window`: one `UpdateItem` `ADD chats :1`, answering the new count
+    /// (see the module docs).
+    pub async fn count_chat(&self, window: &ChatWindow) -> Result<u64, StoreError> {
+        let table = &self.tables.chat_rate;
+        let resp = self
+            .client
+            .update_item()
+            .table_name(table)
+            .key(cr::CLIENT_ID, s(window.sender.as_str()))
+            .key(cr::WINDOW_START, s(window.start_ms.to_string()))
+            .update_expression("ADD #n :one SET #exp = :exp")
+            .expression_attribute_names("#n", cr::CHATS)
+            .expression_attribute_names("#exp", cr::EXPIRES_AT)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(
+                ":exp",
+                n(window.end_ms.div_ceil(1000).saturating_add(cr::KEEP_SECS)),
+            )
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|err| StoreError::sdk("UpdateItem", table, &err))?;
+        let item = resp.attributes.unwrap_or_default();
+        match get_n(&item, cr::CHATS) {
+            Ok(Some(count)) => Ok(count),
+            Ok(None) => Err(StoreError::new(
+                "UpdateItem",
+                table,
+                format!("the answer has no {}", cr::CHATS),
+            )),
+            Err(problem) => Err(StoreError::new("UpdateItem", table, problem)),
+        }
+    }
+
+    /// For a join: `client`'s enrollment in `room` and the rooms on its presence head item
+    /// (projected), in one `BatchGetItem`. No head reads as no rooms.
+    pub async fn joining(&self, room: &RoomId, client: &ClientId) -> Result<Standing, StoreError> {
+        let build = |err: aws_sdk_dynamodb::error::BuildError| {
+            StoreError::new("BatchGetItem", &self.tables.presence, err.to_string())
+        };
+        let enrolled = KeysAndAttributes::builder()
+            .keys(Item::from([
+                (e::CLIENT_ID.to_owned(), s(client.as_str())),
+                (e::ROOM_ID.to_owned(), s(room.as_str())),
+            ]))
+            .projection_expression("#e")
+            .expression_attribute_names("#e", e::EXPIRES_AT)
+            .consistent_read(true)
+            .build()
+            .map_err(build)?;
+        let head = KeysAndAttributes::builder()
+            .keys(Item::from([
+                (p::CLIENT_ID.to_owned(), s(client.as_str())),
+                (p::CHANNEL_ID.to_owned(), s(p::HEAD)),
+            ]))
+            .projection_expression("#r")
+            .expression_attribute_names("#r", p::ROOMS)
+            .consistent_read(true)
+            .build()
+            .map_err(build)?;
+        let found = self
+            .batch_get(HashMap::from([
+                (self.tables.enrollment.clone(), enrolled),
+                (self.tables.presence.clone(), head),
+            ]))
+            .await?;
+        let first = |table: &str| found.get(table).and_then(|items| items.first());
+        Ok(Standing {
+            enrollment_expires_at_s: first(&self.tables.enrollment).and_then(enrollment_expiry),
+            rooms: Some(
+                first(&self.tables.presence)
+                    .map(head_rooms)
+                    .unwrap_or_default(),
+            ),
+            ..Standing::default()
+        })
     }
 
     /// `client`'s enrollment in `room` and its mute item there, in one `BatchGetItem` (see the
@@ -176,6 +294,7 @@ impl ModerationStore {
         Ok(Standing {
             enrollment_expires_at_s: first(&self.tables.enrollment).and_then(enrollment_expiry),
             mute: first(&self.tables.mute).map(mute_state),
+            ..Standing::default()
         })
     }
 
@@ -344,6 +463,8 @@ impl ModerationStore {
             .expression_attribute_values(":by", s(c.by.as_str()))
             .expression_attribute_values(":at", n(c.at_ms))
             .expression_attribute_values(":cmd", s(&c.command_id))
+            // `attribute_not_exists` first: moto fails `size()` of a missing attribute
+            // (DynamoDB reads it as false) unless an earlier `OR` term already holds.
             .condition_expression("attribute_not_exists(#at) OR #at < :at OR #cmd = :cmd");
         match c.until_ms {
             Some(until) => {
@@ -401,11 +522,20 @@ impl ModerationStore {
             .key(p::CLIENT_ID, s(join.client_id.as_str()))
             .key(p::CHANNEL_ID, s(p::HEAD))
             .update_expression("ADD #rooms :room")
+            // `attribute_not_exists` first: moto fails `size()` of a missing attribute
+            // (DynamoDB reads it as false) unless an earlier `OR` term already holds.
+            .condition_expression(
+                "(attribute_not_exists(#rooms) AND :zero < :max) \
+                 OR contains(#rooms, :one) OR size(#rooms) < :max",
+            )
             .expression_attribute_names("#rooms", p::ROOMS)
             .expression_attribute_values(
                 ":room",
                 AttributeValue::Ss(vec![join.room_id.to_string()]),
             )
+            .expression_attribute_values(":one", s(join.room_id.as_str()))
+            .expression_attribute_values(":max", n(join.max_rooms as u64))
+            .expression_attribute_values(":zero", n(0))
             .build()
             .map_err(build)?;
         self.client

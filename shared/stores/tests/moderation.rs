@@ -1,6 +1,7 @@
 //! The moderation store against a real moto, with the template's key schemas: what it reads
-//! back as typed state, the command order of mute changes, idempotent joins, a room's members,
-//! and the requests each read costs (counted on the wire).
+//! back as typed state, the command order of mute changes, idempotent joins under the rooms
+//! cap, a room's members, the chat counter, and the requests each read costs (counted on the
+//! wire).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests
 
@@ -10,7 +11,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::counting_client;
-use mapping::classroom::moderation::Read;
+use mapping::classroom::moderation::{ChatRate, Read};
 use mapping::{ClientId, Role, RoomId};
 use stores::moderation::{
     BATCH_GET_ATTEMPTS, Join, KEEP_ENDED_SECS, Membership, ModerationStore, MuteChange,
@@ -46,6 +47,7 @@ async fn stack() -> Stack {
     create_table(&ddb, "membership", "roomId", "clientId", true).await;
     create_table(&ddb, "presence", "clientId", "channelId", false).await;
     create_table(&ddb, "enrollment", "clientId", "roomId", false).await;
+    create_table(&ddb, "chat-rate", "clientId", "windowStart", false).await;
     let store = ModerationStore::new(
         ddb.clone(),
         Tables {
@@ -53,6 +55,7 @@ async fn stack() -> Stack {
             membership: "membership".to_owned(),
             presence: "presence".to_owned(),
             enrollment: "enrollment".to_owned(),
+            chat_rate: "chat-rate".to_owned(),
         },
     );
     counter.reset();
@@ -153,6 +156,7 @@ async fn a_chat_reads_its_standing_in_one_request_and_a_command_its_enrollment_i
                 changed_at_ms: Some(T0),
                 command_id: Some("c1".to_owned()),
             }),
+            ..Standing::default()
         }
     );
     assert_eq!(
@@ -167,10 +171,27 @@ async fn a_chat_reads_its_standing_in_one_request_and_a_command_its_enrollment_i
             .unwrap(),
         Standing {
             enrollment_expires_at_s: Some(T0 / 1000 + 60),
-            mute: None,
+            ..Standing::default()
         }
     );
     assert_eq!(s.take(), ops(&[("GetItem", 1)]), "a command reads no mute");
+    assert_eq!(
+        s.store
+            .read(&student, Read::Joining(&room("1")))
+            .await
+            .unwrap(),
+        Standing {
+            enrollment_expires_at_s: Some(T0 / 1000 + 60),
+            rooms: Some(Vec::new()),
+            ..Standing::default()
+        },
+        "no head: no rooms"
+    );
+    assert_eq!(
+        s.take(),
+        ops(&[("BatchGetItem", 1)]),
+        "a join reads its enrollment and rooms in one request"
+    );
     assert_eq!(
         s.store.enrollment(&student, &room("2")).await.unwrap(),
         None
@@ -280,6 +301,7 @@ async fn a_join_is_one_transaction_adds_the_room_to_the_presence_head_once_and_k
         client_id: id(client),
         role,
         at_ms,
+        max_rooms: 20,
     };
     s.store
         .join(&join(TEACHER, Role::Teacher, T0))
@@ -350,6 +372,7 @@ async fn a_rooms_members_come_with_their_mutes_and_who_is_online() {
                 client_id: id(client),
                 role,
                 at_ms: at,
+                max_rooms: 20,
             })
             .await
             .unwrap();
@@ -365,6 +388,7 @@ async fn a_rooms_members_come_with_their_mutes_and_who_is_online() {
             client_id: id("GID_student@@@009"),
             role: Role::Student,
             at_ms: T0,
+            max_rooms: 20,
         })
         .await
         .unwrap();
@@ -412,4 +436,119 @@ async fn a_rooms_members_come_with_their_mutes_and_who_is_online() {
             "unprocessed keys are asked for again"
         )
     };
+}
+
+#[tokio::test]
+async fn a_join_past_the_rooms_cap_is_not_written_and_a_rejoin_at_the_cap_is() {
+    let s = stack().await;
+    let join = |r: &str, max_rooms: usize| Join {
+        room_id: room(r),
+        client_id: id(STUDENT1),
+        role: Role::Student,
+        at_ms: T0,
+        max_rooms,
+    };
+    let student = id(STUDENT1);
+    for r in ["1", "2", "3"] {
+        s.store.join(&join(r, 3)).await.unwrap();
+    }
+    let standing = s.store.joining(&room("4"), &student).await.unwrap();
+    let rooms = standing.rooms.clone().unwrap();
+    assert_eq!(rooms, [room("1"), room("2"), room("3")]);
+    assert!(
+        !join("4", 3).fits(&rooms),
+        "the rule refuses it on what it read"
+    );
+    // A join that raced past the rule (read before another join filled the cap) is stopped
+    // by the condition: the transaction is cancelled and nothing is written.
+    s.take();
+    let err = s.store.join(&join("4", 3)).await.unwrap_err();
+    assert!(err.to_string().contains("TransactWriteItems"), "{err}");
+    assert_eq!(s.take(), ops(&[("TransactWriteItems", 1)]));
+    let memberships = s.items("membership").await;
+    assert_eq!(memberships.len(), 3, "{memberships:?}");
+    assert_eq!(
+        s.store.joining(&room("4"), &student).await.unwrap().rooms,
+        Some(rooms.clone())
+    );
+    // A room it is a member of already: written again (a redelivery, a second tab).
+    s.store.join(&join("2", 3)).await.unwrap();
+    // Under a higher cap the fourth room fits.
+    s.store.join(&join("4", 4)).await.unwrap();
+    assert_eq!(s.items("membership").await.len(), 4);
+    // A cap of 0 admits no first room either.
+    let other = Join {
+        client_id: id(STUDENT2),
+        ..join("1", 0)
+    };
+    assert!(s.store.join(&other).await.is_err());
+}
+
+#[tokio::test]
+async fn the_chat_counter_counts_each_chat_once_per_sender_and_window_in_one_update() {
+    let s = stack().await;
+    let rate = ChatRate::default();
+    let w = rate.window(&id(STUDENT1), T0 + 999);
+    let mut counts = Vec::new();
+    for _ in 0..12 {
+        counts.push(s.store.count_chat(&w).await.unwrap());
+    }
+    assert_eq!(counts, (1..=12).collect::<Vec<u64>>());
+    assert_eq!(s.take(), ops(&[("UpdateItem", 12)]), "one request per chat");
+    let other = rate.window(&id(STUDENT2), T0 + 999);
+    assert_eq!(
+        s.store.count_chat(&other).await.unwrap(),
+        1,
+        "another sender"
+    );
+    let next = rate.window(&id(STUDENT1), T0 + 1_000);
+    assert_eq!(
+        s.store.count_chat(&next).await.unwrap(),
+        1,
+        "the next window"
+    );
+    let items = s.items("chat-rate").await;
+    let mine = items
+        .iter()
+        .find(|i| {
+            i["clientId"].as_s().unwrap() == STUDENT1
+                && i["windowStart"].as_s().unwrap() == &T0.to_string()
+        })
+        .unwrap();
+    assert_eq!(mine["chats"].as_n().unwrap(), "12");
+    assert_eq!(
+        mine["expiresAt"].as_n().unwrap(),
+        &(T0 / 1000 + 1 + stores::attrs::chat_rate::KEEP_SECS).to_string(),
+        "the TTL: an hour after the window ends"
+    );
+    assert_eq!(items.len(), 3);
+}
+
+#[tokio::test]
+async fn counts_from_concurrent_containers_add_up() {
+    let s = stack().await;
+    let w = ChatRate::default().window(&id(STUDENT1), T0);
+    // Two "containers" (two clients over the same table) counting at once: every count
+    // comes back once, none is lost.
+    let a = s.store.clone();
+    let b = s.store.clone();
+    let (mut x, y) = tokio::join!(
+        async {
+            let mut v = Vec::new();
+            for _ in 0..10 {
+                v.push(a.count_chat(&w).await.unwrap());
+            }
+            v
+        },
+        async {
+            let mut v = Vec::new();
+            for _ in 0..10 {
+                v.push(b.count_chat(&w).await.unwrap());
+            }
+            v
+        }
+    );
+    x.extend(y);
+    x.sort_unstable();
+    assert_eq!(x, (1..=20).collect::<Vec<u64>>());
 }

@@ -90,6 +90,8 @@ const seen = new SeenIds(store, key('seen'));
 const members = new Map(Object.entries(load('members', {})));
 let mute = load('mute', null); // student: our own mute state in this room
 const sent = new Map(); // our msgId -> text, to quote a rejected message
+/** Refusals about this client rather than one room: shown whichever room the notice names. */
+const CLIENT_REFUSALS = new Set(['not_enrolled', 'rate_limited', 'too_many_rooms']);
 let connState = 'connecting';
 const states = []; // every connection state this page went through (tests read it)
 let staleDropped = 0;
@@ -599,10 +601,11 @@ function onP2p(m) {
       break;
     }
     case 'rejected': {
-      // One client ID, one page: a rejection quoting our message, or for a room we are not
-      // enrolled in, is ours even when it names another room.
+      // One client ID, one page: a rejection quoting our message, or one about the client
+      // rather than a room (not enrolled there, over the chat rate, in too many rooms), is
+      // ours even when it names another room.
       const text = b.refMsgId && sent.get(String(b.refMsgId));
-      if (!forUs && text == null && b.reason !== 'not_enrolled') return;
+      if (!forUs && text == null && !CLIENT_REFUSALS.has(b.reason)) return;
       const li = noticeLine('rejected', `Not delivered${text != null ? ` (“${text.length > 80 ? `${text.slice(0, 80)}…` : text}”)` : ''}: ${rejectionText(b.reason, b.roomId)}.`, m.ts);
       li.dataset.room = String(b.roomId ?? '');
       li.dataset.reason = String(b.reason || '');

@@ -148,7 +148,13 @@ export class SeenIds {
   }
 }
 
-/** Human text for a `rejected` notice's reason (`room`: the notice's roomId, when it has one). */
+/**
+ * Human text for a `rejected` notice's reason (`room`: the notice's roomId, when it has one).
+ * `rate_limited`: the sender went over the chat rate (moderation's `CHAT_RATE_LIMIT` per
+ * window, 10 a second by default); only the first chat over it in a window is answered, the
+ * rest of that window are dropped without a word. `too_many_rooms`: a `join` of one room more
+ * than `MAX_ROOMS_PER_CLIENT` (20 by default). An unknown reason is shown by its name.
+ */
 export function rejectionText(reason, room = null) {
   return (
     {
@@ -160,6 +166,11 @@ export function rejectionText(reason, room = null) {
       target_not_student: 'only a student can be muted',
       invalid_command: 'the command was not valid',
       not_enrolled: room != null ? `you are not enrolled in room ${room}` : 'you are not enrolled in that room',
+      rate_limited: 'you are sending too fast; wait a moment',
+      too_many_rooms:
+        room != null
+          ? `you are already in as many rooms as a client may join, so room ${room} was not joined`
+          : 'you are already in as many rooms as a client may join',
     }[reason] || `refused (${reason})`
   );
 }

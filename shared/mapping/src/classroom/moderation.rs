@@ -13,9 +13,16 @@
 //!    `invalid_command`), a command is authorized ([`crate::authorize`]: only a teacher mutes
 //!    or unmutes, only a student is muted): these refusals need no read. Otherwise the plan
 //!    names what to read ([`Plan::read`]): for a chat, the sender's [`Standing`] in the room
-//!    (its enrollment and its mute, one read); for a command, its enrollment alone (a student's
-//!    refused mute costs no read).
+//!    (its enrollment and its mute, one read); for a `join`, its enrollment and the rooms it
+//!    has joined ([`Read::Joining`], one read, for the rooms cap); for a `mute` / `unmute`,
+//!    its enrollment alone (a student's refused mute costs no read). A chat (anything on
+//!    `/message`, readable or not) is also counted: [`Moderation::chat_window`] names the
+//!    sender's rate window, whose counter the caller increments while it reads, and passes
+//!    the new count as [`Standing::chats_in_window`].
 //! 2. [`Moderation::decide`], on what was read:
+//!    - chat over the sender's rate ([`ChatRate`]), first: the first chat over it in a window
+//!      is refused with `rate_limited`, the later ones of that window are dropped without a
+//!      notice ([`Fact::RefusedSilently`]).
 //!    - chat: refused with `not_enrolled` when the sender's enrollment does not hold (first:
 //!      a client learns nothing of a room it has no part in), then `muted` when a mute is in
 //!      force ([`MuteState::in_force`]), then the policy's verdict ([`crate::Policy`]: mask,
@@ -25,7 +32,9 @@
 //!    - command: refused with `not_enrolled` when the sender is not enrolled in the command's
 //!      room (a `join`, and a teacher's `mute` / `unmute`: a teacher moderates only the rooms
 //!      its token grants); a refused command writes nothing.
-//!    - `join`: writes the membership ([`Write::Join`]); notices: the joiner `online` on
+//!    - `join`: refused with `too_many_rooms` when the room is new to the client and it is
+//!      already a member of the cap's number of rooms ([`Join::fits`]); otherwise writes the
+//!      membership ([`Write::Join`]); notices: the joiner `online` on
 //!      `room/status/<roomId>` (it was no member when it connected, so the presence function
 //!      could not announce it to this room) and a `commandResult`. A teacher also gets the
 //!      room's members ([`Decision::members_of`], read after the join is written, so the list
@@ -39,6 +48,41 @@
 //! What a client did wrong is answered with a `rejected` P2P notice ([`Refusal`]) and the
 //! record succeeds: it is handled. Notice IDs derive from the record's `mqttMessageId`
 //! ([`notice_id`]), so a redelivery resends the same IDs.
+//!
+//! # Chat rate (flood control)
+//! Each sender may chat [`ChatRate::chats`] times per fixed window of [`ChatRate::window_ms`]
+//! (default [`DEFAULT_CHAT_RATE_LIMIT`] per [`DEFAULT_CHAT_RATE_WINDOW_MS`]: the advice of
+//! Alibaba's live-room demo, 10 messages a second per client). Windows are aligned to the
+//! epoch and taken from the record's broker time, so the answer does not depend on when the
+//! record is handled. The caller keeps one counter per sender and window in a store shared by
+//! every container (one atomic increment that returns the new count) and passes the count,
+//! this chat included. The `n`th chat of a window ([`ChatRate::verdict`]):
+//! - `n <= chats`: goes on to the rest of the rule (enrollment, mute, policy);
+//! - `n == chats + 1`: refused with one `rejected` `rate_limited` notice to the sender;
+//! - `n > chats + 1`: refused silently (logged, no notice): one notice per window, not one per
+//!   message, so a flood cannot turn into a flood of notices.
+//!
+//! The rate comes before the enrollment, mute and policy checks: it is per sender, across
+//! rooms, so a refusal for it says nothing about any room, and it caps the notices a flood of
+//! chats that would be refused anyway (`not_enrolled`, `muted`, `banned_words`) could cause.
+//! Every chat counts, an unreadable one included.
+//!
+//! The burst: windows are fixed, so a sender may chat `chats` times at the end of one window
+//! and `chats` times at the start of the next: at most `2 * chats` within any span of one
+//! window length, and never more than `chats` on average over two windows.
+//!
+//! A redelivered chat (at-least-once: its record failed after it was counted, e.g. the
+//! downlink queue refused its notices) counts again: near the limit its retry may be refused
+//! although its first attempt was within it. The limit errs towards the room.
+//!
+//! # Rooms per client
+//! A client may be a member of at most [`Moderation::max_rooms`] rooms (default
+//! [`DEFAULT_MAX_ROOMS_PER_CLIENT`]; every status notice of the client goes to each of its
+//! rooms). The count is the `rooms` the client's joins added to its presence head item, read
+//! with the enrollment in the join's one read. A join of a room the client is already a
+//! member of always succeeds (a redelivery, a second tab); a join of a new room at the cap is
+//! refused with `too_many_rooms`. The store writes a join under the same condition
+//! ([`Join::fits`]), so two joins racing in two containers cannot pass the cap together.
 //!
 //! # Enrollment
 //! The uplink topic (`roomSend/message`) carries no room, so the broker cannot stop a client
@@ -62,11 +106,101 @@ use crate::notice::{
 use crate::outflow::{Origin, keys};
 use crate::refusal::Refusal;
 
-/// The rule's configuration: the chat policy and the groups' roles. Built once per container.
+/// Chats per sender per window by default (`CHAT_RATE_LIMIT`).
+pub const DEFAULT_CHAT_RATE_LIMIT: u64 = 10;
+/// The rate window by default, ms (`CHAT_RATE_WINDOW_SECS` = 1).
+pub const DEFAULT_CHAT_RATE_WINDOW_MS: u64 = 1_000;
+/// Rooms a client may be a member of by default (`MAX_ROOMS_PER_CLIENT`).
+pub const DEFAULT_MAX_ROOMS_PER_CLIENT: usize = 20;
+
+/// The rule's configuration: the chat policy, the groups' roles, the chat rate and the rooms
+/// cap. Built once per container.
 #[derive(Debug, Clone)]
 pub struct Moderation {
     policy: Policy,
     roles: Roles,
+    chat_rate: Option<ChatRate>,
+    max_rooms: usize,
+}
+
+/// The per-sender chat rate: at most [`chats`](Self::chats) chats per fixed window of
+/// [`window_ms`](Self::window_ms) (see the module docs, "Chat rate").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatRate {
+    chats: u64,
+    window_ms: u64,
+}
+
+impl Default for ChatRate {
+    fn default() -> Self {
+        Self {
+            chats: DEFAULT_CHAT_RATE_LIMIT,
+            window_ms: DEFAULT_CHAT_RATE_WINDOW_MS,
+        }
+    }
+}
+
+/// What the chat rate says of a chat ([`ChatRate::verdict`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RateVerdict {
+    /// Within the rate: the rest of the rule decides.
+    Within,
+    /// The first chat over the rate in its window: refused with a `rate_limited` notice.
+    Refused,
+    /// A later chat over the rate in the same window: refused without a notice.
+    RefusedSilently,
+}
+
+impl ChatRate {
+    /// `chats` per window of `window_ms`; `None` when either is 0 (`chats` 0: no limit).
+    pub fn new(chats: u64, window_ms: u64) -> Option<Self> {
+        (chats > 0 && window_ms > 0).then_some(Self { chats, window_ms })
+    }
+
+    /// Chats per window (at least 1).
+    pub fn chats(&self) -> u64 {
+        self.chats
+    }
+
+    /// The window, ms (at least 1).
+    pub fn window_ms(&self) -> u64 {
+        self.window_ms
+    }
+
+    /// The window of `sender` that broker time `at_ms` falls in (aligned to the epoch).
+    pub fn window(&self, sender: &ClientId, at_ms: u64) -> ChatWindow {
+        let start_ms = at_ms - at_ms % self.window_ms;
+        ChatWindow {
+            sender: sender.clone(),
+            start_ms,
+            end_ms: start_ms.saturating_add(self.window_ms),
+        }
+    }
+
+    /// The verdict on the `n`th chat of a window (`n` counts this chat: 1 for the first).
+    pub fn verdict(&self, n: u64) -> RateVerdict {
+        if n <= self.chats {
+            RateVerdict::Within
+        } else if n == self.chats.saturating_add(1) {
+            RateVerdict::Refused
+        } else {
+            RateVerdict::RefusedSilently
+        }
+    }
+}
+
+/// One sender's rate window: the key of its chat counter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatWindow {
+    /// The sender (the record's `clientId`).
+    pub sender: ClientId,
+    /// Start of the window, broker time, ms (a multiple of the window length).
+    pub start_ms: u64,
+    /// End of the window (exclusive), ms.
+    pub end_ms: u64,
 }
 
 /// Step 1's outcome: the parsed record and what it needs read, or a refusal that needs
@@ -101,6 +235,9 @@ impl Plan {
         match self {
             Self::Refused { .. } => None,
             Self::Chat { chat } => Some(Read::Standing(&chat.room_id)),
+            Self::Command {
+                command: Command::Join { room_id },
+            } => Some(Read::Joining(room_id)),
             Self::Command { command } => Some(Read::Enrollment(command.room_id())),
         }
     }
@@ -113,6 +250,9 @@ pub enum Read<'p> {
     Standing(&'p RoomId),
     /// The sender's enrollment in the room alone.
     Enrollment(&'p RoomId),
+    /// For a `join`: the sender's enrollment in the room and the rooms it has joined
+    /// ([`Standing::rooms`]; one read for both).
+    Joining(&'p RoomId),
 }
 
 /// Where the sender stands in a room, as read: the state [`Moderation::decide`] decides on.
@@ -126,6 +266,15 @@ pub struct Standing {
     /// The sender's mute item in the room; `None` when there is none (and for a command,
     /// whose plan does not read it).
     pub mute: Option<MuteState>,
+    /// For a chat: the count of the sender's chat window ([`Moderation::chat_window`]) after
+    /// this chat was counted (1 for the first). `None`: not counted (no chat rate, or not a
+    /// chat), and the rate does not refuse it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chats_in_window: Option<u64>,
+    /// For a `join` ([`Read::Joining`]): the rooms the sender has joined, as its presence head
+    /// item lists them (empty without a head). `None`: not read (no cap applies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rooms: Option<Vec<RoomId>>,
 }
 
 /// One mute item as read (room and student are its key).
@@ -179,6 +328,17 @@ pub struct Join {
     pub role: Role,
     /// The command's broker time, ms.
     pub at_ms: u64,
+    /// The rooms cap ([`Moderation::max_rooms`]): the store writes the join only while it
+    /// [fits](Self::fits) the rooms on the head item as they are then.
+    pub max_rooms: usize,
+}
+
+impl Join {
+    /// Whether the join fits the cap over `rooms` (the client's rooms as they are): the room
+    /// is one of them already, or there are fewer than `max_rooms`.
+    pub fn fits(&self, rooms: &[RoomId]) -> bool {
+        rooms.contains(&self.room_id) || rooms.len() < self.max_rooms
+    }
 }
 
 /// A mute or unmute to apply to one mute item.
@@ -248,6 +408,14 @@ pub enum Fact {
     Refused {
         /// Why.
         reason: Refusal,
+    },
+    /// Refused without a notice: a chat over the rate after the one that was told.
+    #[serde(rename_all = "camelCase")]
+    RefusedSilently {
+        /// Why (`rate_limited`).
+        reason: Refusal,
+        /// The count of the sender's window with this chat.
+        chats_in_window: u64,
     },
     /// A chat fanned out to its room.
     #[serde(rename_all = "camelCase")]
@@ -330,9 +498,46 @@ pub struct RoomMembers {
 }
 
 impl Moderation {
-    /// The rule with its chat policy and roles.
+    /// The rule with its chat policy and roles, the default chat rate ([`ChatRate::default`])
+    /// and the default rooms cap ([`DEFAULT_MAX_ROOMS_PER_CLIENT`]).
     pub fn new(policy: Policy, roles: Roles) -> Self {
-        Self { policy, roles }
+        Self {
+            policy,
+            roles,
+            chat_rate: Some(ChatRate::default()),
+            max_rooms: DEFAULT_MAX_ROOMS_PER_CLIENT,
+        }
+    }
+
+    /// The same rule with another chat rate; `None`: chats are not counted nor limited.
+    #[must_use]
+    pub fn with_chat_rate(self, chat_rate: Option<ChatRate>) -> Self {
+        Self { chat_rate, ..self }
+    }
+
+    /// The same rule with another rooms cap (0: no join succeeds).
+    #[must_use]
+    pub fn with_max_rooms(self, max_rooms: usize) -> Self {
+        Self { max_rooms, ..self }
+    }
+
+    /// The chat rate; `None`: off.
+    pub fn chat_rate(&self) -> Option<ChatRate> {
+        self.chat_rate
+    }
+
+    /// The rooms cap.
+    pub fn max_rooms(&self) -> usize {
+        self.max_rooms
+    }
+
+    /// Step 1, with [`Moderation::plan`]: the sender's rate window to count this record in, for
+    /// a chat (any record on `/message`, readable or not) while a chat rate is set; `None`
+    /// otherwise. The caller increments that window's counter and passes the new count as
+    /// [`Standing::chats_in_window`].
+    pub fn chat_window(&self, origin: &Origin) -> Option<ChatWindow> {
+        let rate = self.chat_rate?;
+        (origin.sub.first_level() == "message").then(|| rate.window(&origin.sender, origin.ts))
     }
 
     /// The chat policy.
@@ -379,10 +584,40 @@ impl Moderation {
     /// Step 2: the decision on what was read (`standing`; [`Standing::default`] for a plan
     /// that reads nothing).
     pub fn decide(&self, origin: &Origin, plan: Plan, standing: &Standing) -> Decision {
+        if let Some(over) = self.over_rate(origin, &plan, standing) {
+            return over;
+        }
         match plan {
             Plan::Refused { reason, room_id } => rejected(origin, reason, room_id, None),
             Plan::Chat { chat } => self.chat(origin, chat, standing),
             Plan::Command { command } => self.command(origin, command, standing),
+        }
+    }
+
+    /// The refusal of a chat over the sender's rate; `None` when it is within (or not counted).
+    fn over_rate(&self, origin: &Origin, plan: &Plan, standing: &Standing) -> Option<Decision> {
+        let rate = self.chat_rate?;
+        let n = standing.chats_in_window?;
+        if origin.sub.first_level() != "message" {
+            return None;
+        }
+        match rate.verdict(n) {
+            RateVerdict::Within => None,
+            RateVerdict::Refused => {
+                let (room_id, ref_msg_id) = match plan {
+                    Plan::Chat { chat } => (Some(chat.room_id.clone()), chat.client_msg_id.clone()),
+                    Plan::Refused { room_id, .. } => (room_id.clone(), None),
+                    Plan::Command { .. } => (None, None),
+                };
+                Some(rejected(origin, Refusal::RateLimited, room_id, ref_msg_id))
+            }
+            RateVerdict::RefusedSilently => Some(Decision::send(
+                Vec::new(),
+                Fact::RefusedSilently {
+                    reason: Refusal::RateLimited,
+                    chats_in_window: n,
+                },
+            )),
         }
     }
 
@@ -448,7 +683,17 @@ impl Moderation {
         };
         match &command {
             Command::Join { room_id } => {
-                let role = self.roles.role_of(&origin.sender);
+                let join = Join {
+                    room_id: room_id.clone(),
+                    client_id: origin.sender.clone(),
+                    role: self.roles.role_of(&origin.sender),
+                    at_ms: origin.ts,
+                    max_rooms: self.max_rooms,
+                };
+                if !join.fits(standing.rooms.as_deref().unwrap_or_default()) {
+                    return rejected(origin, Refusal::TooManyRooms, Some(room_id.clone()), None);
+                }
+                let role = join.role;
                 // The joiner is online (it just published), but the presence function could
                 // not announce it to this room when it connected: it was no member yet.
                 let online = Notice::from(StatusNotice::new(
@@ -459,12 +704,7 @@ impl Moderation {
                     origin.ts,
                 ));
                 Decision {
-                    writes: vec![Write::Join(Join {
-                        room_id: room_id.clone(),
-                        client_id: origin.sender.clone(),
-                        role,
-                        at_ms: origin.ts,
-                    })],
+                    writes: vec![Write::Join(join)],
                     notices: vec![online, result(true)],
                     if_superseded: None,
                     // A teacher's member list is right from the start, not only after the
@@ -614,7 +854,7 @@ mod tests {
     fn enrolled() -> Standing {
         Standing {
             enrollment_expires_at_s: Some(T0 / 1000 + 1),
-            mute: None,
+            ..Standing::default()
         }
     }
 
@@ -825,7 +1065,14 @@ mod tests {
                 r#"{"type":"join","roomId":"7"}"#,
             )
             .unwrap();
-        assert_eq!(join.read(), Some(Read::Enrollment(&room("7"))));
+        assert_eq!(join.read(), Some(Read::Joining(&room("7"))));
+        let unmute = r
+            .plan(
+                &origin("GID_teacher@@@001", "/command"),
+                r#"{"type":"unmute","roomId":"7","target":"GID_student@@@002"}"#,
+            )
+            .unwrap();
+        assert_eq!(unmute.read(), Some(Read::Enrollment(&room("7"))));
         let mute = r#"{"type":"mute","roomId":"7","target":"GID_student@@@002"}"#;
         let refused = r
             .plan(&origin("GID_student@@@001", "/command"), mute)
@@ -877,7 +1124,8 @@ mod tests {
                 room_id: room("1"),
                 client_id: id("GID_teacher@@@001"),
                 role: Role::Teacher,
-                at_ms: T0
+                at_ms: T0,
+                max_rooms: DEFAULT_MAX_ROOMS_PER_CLIENT,
             })]
         );
         let student = decide(
@@ -975,5 +1223,205 @@ mod tests {
                 r#"{"type":"commandResult","command":"mute","ok":false,"roomId":"1","target":"GID_student@@@002","msgId":"m1:result","ts":1732240000000}"#.to_owned()
             )]
         );
+    }
+
+    /// A chat from `sender` at `T0 + offset_ms` counted `n`th in its window.
+    fn counted(r: &Moderation, sender: &str, offset_ms: u64, n: u64, body: &str) -> Decision {
+        let o = Origin {
+            ts: T0 + offset_ms,
+            ..origin(sender, "/message")
+        };
+        let window = r.chat_window(&o).expect("a chat is counted");
+        assert_eq!(window.start_ms, T0, "T0 starts a window");
+        let plan = r.plan(&o, body).unwrap();
+        r.decide(
+            &o,
+            plan,
+            &Standing {
+                chats_in_window: Some(n),
+                ..enrolled()
+            },
+        )
+    }
+
+    #[test]
+    fn the_chat_rate_tells_the_first_chat_over_it_and_drops_the_rest_of_the_window() {
+        let rate = ChatRate::default();
+        assert_eq!((rate.chats(), rate.window_ms()), (10, 1_000));
+        let verdicts: Vec<RateVerdict> = (1..=13).map(|n| rate.verdict(n)).collect();
+        assert_eq!(verdicts[..10], [RateVerdict::Within; 10]);
+        assert_eq!(
+            verdicts[10..],
+            [
+                RateVerdict::Refused,
+                RateVerdict::RefusedSilently,
+                RateVerdict::RefusedSilently
+            ]
+        );
+        assert_eq!(ChatRate::new(0, 1_000), None, "0 chats: off");
+        assert_eq!(ChatRate::new(10, 0), None);
+        let one = ChatRate::new(u64::MAX, 1).unwrap();
+        assert_eq!(one.verdict(u64::MAX), RateVerdict::Within, "no overflow");
+
+        let r = rule(Mode::Mask);
+        let body = r#"{"roomId":"1","msg":"hi","msgId":"s1-11"}"#;
+        assert!(matches!(
+            counted(&r, "GID_student@@@001", 999, 10, body).fact,
+            Fact::Delivered { .. }
+        ));
+        let told = counted(&r, "GID_student@@@001", 999, 11, body);
+        assert_eq!(
+            wire(&told.notices),
+            [(
+                "/p2p/GID_student@@@001".to_owned(),
+                format!(
+                    r#"{{"type":"rejected","reason":"rate_limited","roomId":"1","refMsgId":"s1-11","msgId":"m1:rejected","ts":{}}}"#,
+                    T0 + 999
+                )
+            )]
+        );
+        let dropped = counted(&r, "GID_student@@@001", 999, 12, body);
+        assert!(dropped.notices.is_empty() && dropped.writes.is_empty());
+        assert_eq!(
+            dropped.fact,
+            Fact::RefusedSilently {
+                reason: Refusal::RateLimited,
+                chats_in_window: 12
+            }
+        );
+    }
+
+    #[test]
+    fn the_rate_comes_first_and_counts_unreadable_chats_but_not_commands() {
+        let r = rule(Mode::Reject);
+        // Over the rate, a chat that would be refused for its room, its mute or its words
+        // gets the one rate notice: a flood of refusals is not a flood of notices.
+        let banned = r#"{"roomId":"2","msg":"笨蛋"}"#;
+        let told = counted(&r, "GID_student@@@001", 0, 11, banned);
+        assert_eq!(
+            told.fact,
+            Fact::Refused {
+                reason: Refusal::RateLimited
+            }
+        );
+        assert!(matches!(
+            counted(&r, "GID_student@@@001", 0, 12, "not a chat").fact,
+            Fact::RefusedSilently { .. }
+        ));
+        let unreadable = counted(&r, "GID_student@@@001", 0, 11, "not a chat");
+        assert!(
+            unreadable.notices[0]
+                .body()
+                .contains(r#""reason":"rate_limited""#)
+        );
+        assert!(
+            counted(&r, "GID_student@@@001", 0, 3, "not a chat").notices[0]
+                .body()
+                .contains(r#""reason":"invalid_message""#)
+        );
+        // Commands are not counted; a stray count on one does not refuse it.
+        let command = origin("GID_student@@@001", "/command");
+        assert_eq!(r.chat_window(&command), None);
+        let plan = r.plan(&command, r#"{"type":"join","roomId":"1"}"#).unwrap();
+        let standing = Standing {
+            chats_in_window: Some(99),
+            rooms: Some(Vec::new()),
+            ..enrolled()
+        };
+        assert!(matches!(
+            r.decide(&command, plan, &standing).fact,
+            Fact::Joined { .. }
+        ));
+        // Off: nothing is counted and nothing refused for the rate.
+        let off = rule(Mode::Mask).with_chat_rate(None);
+        assert_eq!(
+            off.chat_window(&origin("GID_student@@@001", "/message")),
+            None
+        );
+        let o = origin("GID_student@@@001", "/message");
+        let plan = off.plan(&o, r#"{"roomId":"1","msg":"hi"}"#).unwrap();
+        let standing = Standing {
+            chats_in_window: Some(1_000),
+            ..enrolled()
+        };
+        assert!(matches!(
+            off.decide(&o, plan, &standing).fact,
+            Fact::Delivered { .. }
+        ));
+    }
+
+    #[test]
+    fn rate_windows_are_fixed_and_aligned_to_the_epoch() {
+        let rate = ChatRate::new(10, 5_000).unwrap();
+        let sender = id("GID_student@@@001");
+        let w = rate.window(&sender, 1_732_240_003_999);
+        assert_eq!(
+            (w.start_ms, w.end_ms),
+            (1_732_240_000_000, 1_732_240_005_000)
+        );
+        assert_eq!(rate.window(&sender, 1_732_240_004_999), w);
+        assert_ne!(
+            rate.window(&sender, 1_732_240_005_000),
+            w,
+            "the next window"
+        );
+        assert_ne!(rate.window(&id("GID_student@@@002"), 1_732_240_003_999), w);
+    }
+
+    #[test]
+    fn a_join_of_a_new_room_at_the_cap_is_refused_and_a_rejoin_is_not() {
+        let r = rule(Mode::Mask).with_max_rooms(2);
+        let o = origin("GID_student@@@001", "/command");
+        let joined = |rooms: &[&str], body: &str| {
+            let standing = Standing {
+                rooms: Some(rooms.iter().map(|x| room(x)).collect()),
+                ..enrolled()
+            };
+            decide(&r, &o, body, &standing)
+        };
+        let join_1 = r#"{"type":"join","roomId":"1"}"#;
+        assert!(matches!(joined(&["7"], join_1).fact, Fact::Joined { .. }));
+        let full = joined(&["7", "8"], join_1);
+        assert_eq!(
+            full.fact,
+            Fact::Refused {
+                reason: Refusal::TooManyRooms
+            }
+        );
+        assert!(full.writes.is_empty() && full.members_of.is_none());
+        assert_eq!(
+            wire(&full.notices),
+            [(
+                "/p2p/GID_student@@@001".to_owned(),
+                r#"{"type":"rejected","reason":"too_many_rooms","roomId":"1","msgId":"m1:rejected","ts":1732240000000}"#.to_owned()
+            )]
+        );
+        assert!(
+            matches!(joined(&["1", "8"], join_1).fact, Fact::Joined { .. }),
+            "already a member: a redelivery or a second tab"
+        );
+        let over = joined(&["1", "7", "8"], join_1);
+        assert!(
+            matches!(over.fact, Fact::Joined { .. }),
+            "a lowered cap keeps rejoins"
+        );
+        // Not enrolled still comes first.
+        let refused = decide(
+            &r,
+            &o,
+            r#"{"type":"join","roomId":"3"}"#,
+            &Standing::default(),
+        );
+        assert_eq!(
+            refused.fact,
+            Fact::Refused {
+                reason: Refusal::NotEnrolled
+            }
+        );
+        let Write::Join(join) = &joined(&[], join_1).writes[0] else {
+            panic!("a join writes the membership")
+        };
+        assert_eq!(join.max_rooms, 2);
+        assert!(join.fits(&[room("7")]) && !join.fits(&[room("7"), room("8")]));
     }
 }
