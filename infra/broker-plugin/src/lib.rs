@@ -16,7 +16,10 @@
 //!   filters, subscribe (SUBSCRIBE) by containment in a read filter, so Mosquitto answers "not
 //!   authorized" (0x87, 0x80 in 3.1.1) in the SUBACK for a filter outside the grant, delivery
 //!   (READ) by the read filters; unsubscribe is allowed. No grant, an expired grant or a kicked
-//!   connection: denied.
+//!   connection: denied. Every publish of a classroom connection also counts against AWS IoT
+//!   Core's per-connection inbound publish limit ([`rate`]: 100 per second by default, a token
+//!   bucket); one over it is denied (dropped before the uplink rule, the connection stays open),
+//!   with one log line per run of refusals.
 //! - **tick** (`MOSQ_EVT_TICK`, each pass of the main loop, about 10 per second; only with
 //!   `per_listener_settings false` in 2.0.11): at most once a second, re-read the revocation
 //!   file if it changed, then kick (`mosquitto_kick_client_by_clientid`, without the will) every
@@ -59,6 +62,10 @@
 //! - `uplink_parents` (comma-separated, default `roomSend`), `uplink_topic` (default
 //!   `$classroom/uplink`), `presence_topic` (default: none, each event on its own
 //!   `$aws/events/presence/...` topic; set it to send every event to one topic instead).
+//! - `publish_per_second` (default 100, AWS IoT Core's "Inbound publish requests per second per
+//!   connection", which IoT does not let you raise): the per-connection publish limit of
+//!   classroom connections, `0` for none (benches measuring a flood without it). Not a whole
+//!   number: the broker does not start, and its log says why.
 //! - `clients_file` (the former roster) is ignored, with a warning.
 //!
 //! # Safety
@@ -77,6 +84,8 @@
 //! - [`sessions`]: the table of classroom connections: takeover, offline sessions, the sweep
 //!   (pure, unit-tested).
 //! - [`records`]: the uplink record and lifecycle event JSON (pure, unit-tested).
+//! - [`rate`]: IoT Core's per-connection publish limit, its figure and behaviour (pure,
+//!   unit-tested).
 //! - [`files`]: the key and revocation files, re-read on change.
 //! - [`ffi`]: the C API declarations, checked against 2.0.11's headers.
 //! - this file: the options, the shared state and the callbacks.
@@ -84,6 +93,7 @@
 pub mod auth;
 pub mod ffi;
 pub mod files;
+pub mod rate;
 pub mod records;
 pub mod sessions;
 
@@ -116,6 +126,8 @@ struct Config {
     uplink_parents: Vec<String>,
     uplink_topic: CString,
     presence_topic: Option<CString>,
+    /// Publishes per second per classroom connection (0: no limit), see [`rate`].
+    publish_per_second: u32,
 }
 
 impl Default for Config {
@@ -127,6 +139,7 @@ impl Default for Config {
             uplink_parents: vec!["roomSend".into()],
             uplink_topic: c"$classroom/uplink".into(),
             presence_topic: None,
+            publish_per_second: rate::IOT_PUBLISH_PER_SECOND,
         }
     }
 }
@@ -146,6 +159,10 @@ struct State {
     keys: KeysFile,
     revocations: RevocationsFile,
     last_sweep: Option<Instant>,
+    /// The per-connection publish limit and its buckets.
+    limiter: rate::Limiter,
+    /// The limiter's monotonic clock starts here.
+    started: Instant,
 }
 
 fn now_ms() -> u64 {
@@ -350,14 +367,46 @@ impl Plugin {
         let Ok(topic) = unsafe { CStr::from_ptr(ev.topic) }.to_str() else {
             return MOSQ_ERR_ACL_DENIED;
         };
-        let verdict = self
-            .state()
-            .sessions
-            .check(ev.client as usize, ev.access, topic, now_s());
-        match verdict {
-            AclVerdict::Allow => MOSQ_ERR_SUCCESS,
-            AclVerdict::Defer => MOSQ_ERR_PLUGIN_DEFER,
-            AclVerdict::Deny(why) => {
+        let conn = ev.client as usize;
+        let (verdict, throttled) = {
+            let mut st = self.state();
+            let verdict = st.sessions.check(conn, ev.access, topic, now_s());
+            // Every publish request of a classroom connection counts, granted or not.
+            let seq = st.sessions.get(conn).map(|e| e.seq);
+            let throttled = match (Access::from_mosquitto(ev.access), seq) {
+                (Some(Access::Write), Some(seq)) => {
+                    let now_ms =
+                        u64::try_from(st.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    st.limiter.check(conn, seq, now_ms)
+                }
+                _ => rate::Verdict::Allow,
+            };
+            (verdict, throttled)
+        };
+        match (verdict, throttled) {
+            (AclVerdict::Allow, rate::Verdict::Throttled { first }) => {
+                // A flood is one notice line, not one per publish.
+                let level = if first {
+                    MOSQ_LOG_NOTICE
+                } else {
+                    MOSQ_LOG_DEBUG
+                };
+                // SAFETY: `client` as above.
+                let client_id = unsafe { opt_str(ffi::mosquitto_client_id(ev.client)) };
+                log(
+                    level,
+                    &format!(
+                        "throttled publish {topic:?} of client {:?}: over {} publishes per second \
+                         per connection (AWS IoT Core's limit); dropped",
+                        client_id.as_deref().unwrap_or(""),
+                        self.config.publish_per_second,
+                    ),
+                );
+                MOSQ_ERR_ACL_DENIED
+            }
+            (AclVerdict::Allow, rate::Verdict::Allow) => MOSQ_ERR_SUCCESS,
+            (AclVerdict::Defer, _) => MOSQ_ERR_PLUGIN_DEFER,
+            (AclVerdict::Deny(why), _) => {
                 // Denied deliveries are routine (a persistent subscription from an older token,
                 // a kicked connection's last messages): debug only, like Mosquitto's own.
                 let level = match Access::from_mosquitto(ev.access) {
@@ -396,9 +445,12 @@ impl Plugin {
         let State {
             sessions,
             revocations,
+            limiter,
             ..
         } = &mut *st;
         let kicks = sessions.sweep(revocations.current(), now_s());
+        // Buckets of connections that are gone or signed in again go with them.
+        limiter.retain(|conn, seq| sessions.get(conn).is_some_and(|e| e.online && e.seq == seq));
         // The kick runs the disconnect callback, which takes the lock: release it first.
         drop(st);
         for kick in kicks {
@@ -642,6 +694,20 @@ unsafe fn init(
                     Ok(c) => config.presence_topic = Some(c),
                     Err(_) => return ffi::MOSQ_ERR_INVAL,
                 },
+                "publish_per_second" => match v.trim().parse::<u32>() {
+                    Ok(n) => config.publish_per_second = n,
+                    Err(_) => {
+                        log(
+                            MOSQ_LOG_ERR,
+                            &format!(
+                                "plugin_opt_publish_per_second {v:?} is not a whole number: set \
+                                 it to the publishes per second allowed per classroom connection \
+                                 (100 as AWS IoT Core, 0 for no limit)"
+                            ),
+                        );
+                        return ffi::MOSQ_ERR_INVAL;
+                    }
+                },
                 _ => {}
             }
         }
@@ -670,11 +736,20 @@ unsafe fn init(
             config.backend_username
         ),
     );
+    log(
+        MOSQ_LOG_INFO,
+        &match config.publish_per_second {
+            0 => "classroom connections: no publish limit".to_owned(),
+            n => format!("classroom connections: at most {n} publishes per second each"),
+        },
+    );
     let mut state = State {
         sessions: Sessions::default(),
         keys: KeysFile::new(keys_file),
         revocations: RevocationsFile::new(config.revocations_file.clone()),
         last_sweep: None,
+        limiter: rate::Limiter::new(config.publish_per_second),
+        started: Instant::now(),
     };
     // Read both now, so the log shows at start-up whether sign-in can work.
     log_note(state.keys.refresh());

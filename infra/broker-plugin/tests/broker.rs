@@ -1,7 +1,8 @@
 //! The plugin in a real Mosquitto (Debian's 2.0.11), with real MQTT 5 clients (rumqttc v5, so
 //! CONNACK, SUBACK and PUBACK reason codes are visible): token sign-in, the ACL callback on
 //! subscribe, publish and delivery, the expiry and revocation sweep with its lifecycle events,
-//! and key rotation, all without a broker restart.
+//! key rotation, all without a broker restart, and AWS IoT Core's per-connection publish limit
+//! (`plugin_opt_publish_per_second`).
 //!
 //! Each test starts its own broker on a free port with a generated configuration
 //! (`per_listener_settings false`, `allow_anonymous false`, a password file holding the backend,
@@ -82,6 +83,21 @@ struct Broker {
 impl Broker {
     /// Starts with `keys` in the key file (`None`: no key file) and no revocations.
     fn start(keys: Option<&KeySet>) -> Self {
+        Self::start_with(keys, "")
+    }
+
+    /// As [`Broker::start`], with `extra` (whole lines) appended to mosquitto.conf.
+    fn start_with(keys: Option<&KeySet>, extra: &str) -> Self {
+        let mut broker = Self::spawn(extra);
+        if let Some(keys) = keys {
+            broker.set_keys(keys);
+        }
+        broker.wait_listening();
+        broker
+    }
+
+    /// Runs mosquitto with the generated configuration plus `extra`, without waiting for it.
+    fn spawn(extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let passwd = dir.path().join("passwd");
         let status = Command::new("mosquitto_passwd")
@@ -109,13 +125,14 @@ impl Broker {
              set_tcp_nodelay true\n\
              log_dest file {broker_dir}/mosquitto.log\n\
              log_type error\nlog_type warning\nlog_type notice\nlog_type information\n\
-             connection_messages true\n",
+             connection_messages true\n\
+             {extra}",
             passwd = passwd.display(),
             acl = repo_root().join("infra/mosquitto/acl").display(),
             plugin = plugin_path().display(),
         );
         std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
-        let mut broker = Self {
+        Self {
             child: Command::new("mosquitto")
                 .arg("-c")
                 .arg(dir.path().join("mosquitto.conf"))
@@ -125,12 +142,7 @@ impl Broker {
                 .expect("mosquitto is missing: run `make deps` (Debian's mosquitto)"),
             dir,
             port,
-        };
-        if let Some(keys) = keys {
-            broker.set_keys(keys);
         }
-        broker.wait_listening();
-        broker
     }
 
     fn wait_listening(&mut self) {
@@ -799,4 +811,140 @@ async fn without_a_valid_key_file_classroom_clients_are_refused_and_the_broker_r
     assert!(log.contains("cannot be read"), "{log}");
     assert!(log.contains("is not a valid key set"), "{log}");
     assert!(log.contains("no_keys (code 8)"), "{log}");
+}
+
+impl Conn {
+    /// Publishes `n` QoS 1 messages to `topic` back to back, then collects their `n` PUBACKs
+    /// (in order): (accepted, refused as "not authorized"), and how long it all took.
+    async fn publish_burst(&mut self, topic: &str, n: usize) -> (usize, usize, Duration) {
+        let started = Instant::now();
+        for i in 0..n {
+            self.client
+                .publish(topic, QoS::AtLeastOnce, false, format!("{{\"n\":{i}}}"))
+                .await
+                .unwrap();
+        }
+        let (mut accepted, mut refused) = (0, 0);
+        for _ in 0..n {
+            let ack = timeout(WAIT, self.pubacks.recv())
+                .await
+                .expect("PUBACK in time")
+                .expect("connection alive");
+            match ack.reason {
+                PubAckReason::Success | PubAckReason::NoMatchingSubscribers => accepted += 1,
+                PubAckReason::NotAuthorized => refused += 1,
+                other => panic!("unexpected PUBACK reason {other:?}"),
+            }
+        }
+        (accepted, refused, started.elapsed())
+    }
+}
+
+/// The most a bucket of `per_second` can let through in `elapsed`: its burst plus the refill,
+/// rounded up to whole seconds (an upper bound, so no timing can make a correct limiter fail).
+fn at_most(per_second: usize, elapsed: Duration) -> usize {
+    per_second + per_second * (elapsed.as_secs() as usize + 1)
+}
+
+#[tokio::test]
+async fn a_classroom_connection_over_its_publish_limit_is_throttled_and_stays_connected() {
+    let k = keys("k1", 1);
+    let broker = Broker::start_with(Some(&k), "plugin_opt_publish_per_second 5\n");
+    let mut back = backend(broker.port, "backend-1").await;
+    assert!(matches!(
+        back.subscribe("$classroom/uplink").await,
+        SubscribeReasonCode::Success(_)
+    ));
+    let t = token(&k, STUDENT, &["1"], 600, "t-1");
+    let mut s = connect(broker.port, STUDENT, with_token(&t)).await.unwrap();
+
+    let (flood_accepted, refused, took) = s.publish_burst("roomSend/message", 40).await;
+    assert!(
+        flood_accepted >= 5,
+        "the bucket's burst goes through: {flood_accepted}"
+    );
+    assert!(
+        flood_accepted <= at_most(5, took),
+        "{flood_accepted} accepted in {took:?} at 5/s"
+    );
+    assert_eq!(flood_accepted + refused, 40);
+    // Only what the limit let through became uplink records.
+    let records = back.drain(Duration::from_millis(700)).await;
+    assert_eq!(records.len(), flood_accepted, "{records:?}");
+
+    // The connection is still open, and the bucket refills (5 per second).
+    assert!(s.closed_within(Duration::from_millis(100)).await.is_none());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(s.publish("roomSend/message", "{}").await, Ok(()));
+
+    // Another classroom connection has its own bucket.
+    let t2 = token(&k, OTHER, &["1"], 600, "t-2");
+    let mut o = connect(broker.port, OTHER, with_token(&t2)).await.unwrap();
+    let (accepted, refused, _) = o.publish_burst("roomSend/message", 5).await;
+    assert_eq!((accepted, refused), (5, 0));
+
+    // One notice line per run of refusals, not one per publish: a run ends only when a
+    // publish is allowed again, so at most one run per publish allowed after the burst.
+    let log = broker.log();
+    let notices = log.matches("throttled publish").count();
+    assert!(
+        (1..=flood_accepted - 5 + 1).contains(&notices),
+        "{notices} throttle lines:\n{log}"
+    );
+    assert!(log.contains("AWS IoT Core's limit"), "{log}");
+}
+
+#[tokio::test]
+async fn the_backend_is_never_limited_and_zero_turns_the_limit_off() {
+    let k = keys("k1", 1);
+    let broker = Broker::start_with(Some(&k), "plugin_opt_publish_per_second 5\n");
+    let mut back = backend(broker.port, "backend-1").await;
+    let (accepted, refused, _) = back.publish_burst("room/message/1", 50).await;
+    assert_eq!((accepted, refused), (50, 0));
+    drop(broker);
+
+    let broker = Broker::start_with(Some(&k), "plugin_opt_publish_per_second 0\n");
+    let t = token(&k, STUDENT, &["1"], 600, "t-1");
+    let mut s = connect(broker.port, STUDENT, with_token(&t)).await.unwrap();
+    let (accepted, refused, _) = s.publish_burst("roomSend/message", 300).await;
+    assert_eq!((accepted, refused), (300, 0));
+    assert!(
+        broker.log().contains("no publish limit"),
+        "{}",
+        broker.log()
+    );
+}
+
+#[tokio::test]
+async fn without_the_option_the_limit_is_iot_cores_100_per_second() {
+    let k = keys("k1", 1);
+    let broker = Broker::start(Some(&k));
+    let t = token(&k, STUDENT, &["1"], 600, "t-1");
+    let mut s = connect(broker.port, STUDENT, with_token(&t)).await.unwrap();
+    let (accepted, refused, took) = s.publish_burst("roomSend/message", 400).await;
+    assert!(accepted >= 100, "{accepted}");
+    assert!(accepted <= at_most(100, took), "{accepted} in {took:?}");
+    assert_eq!(accepted + refused, 400);
+    assert!(
+        broker
+            .log()
+            .contains("at most 100 publishes per second each"),
+        "{}",
+        broker.log()
+    );
+}
+
+#[tokio::test]
+async fn a_publish_limit_that_is_not_a_number_stops_the_broker_saying_why() {
+    let mut broker = Broker::spawn("plugin_opt_publish_per_second lots\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while broker.is_running() {
+        assert!(Instant::now() < deadline, "mosquitto kept running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = broker.log();
+    assert!(
+        log.contains("plugin_opt_publish_per_second \"lots\" is not a whole number"),
+        "{log}"
+    );
 }
