@@ -7,6 +7,13 @@
 //!   the local event-source runner.
 //! - [`downlink_message`]: an SQS message seen as a §4.3 downlink message.
 //!
+//! In AWS the broker is IoT Core's `mqtts://<endpoint>:8883`, which authenticates the inflow by
+//! its X.509 client certificate: `MQTT_SECRET_ID` names a Secrets Manager secret with
+//! `certPem` and `keyPem` (and `caPem` only when the broker's CA is not a platform root; see
+//! [`kit::Env::mqtt_settings`]). The local stack connects the same way, to Mosquitto's
+//! certificate listener with the stack's CA as the platform root (`SSL_CERT_FILE`). A
+//! certificate the broker refuses fails every record as retryable, and the log line says why.
+//!
 //! Every publish carries its message ID and timestamp as MQTT 5 user properties
 //! (`mqttMessageId`, `timestamp`); the payload is published unchanged. A record that cannot be
 //! published for a reason a retry cannot fix (bad sub-topic, bad P2P target, uplink parent,

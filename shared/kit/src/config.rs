@@ -168,10 +168,13 @@ impl Env {
     }
 }
 
-/// The JSON a `MQTT_SECRET_ID` secret holds; every key optional.
+/// The JSON a `MQTT_SECRET_ID` secret holds: `certPem` + `keyPem` (a client certificate, what
+/// AWS IoT Core requires) and/or `username` + `password` (brokers that sign in with a
+/// password), and `caPem` when the broker's CA is not a platform root. Unknown keys are
+/// refused, so a misspelt `certPEM` stops start-up instead of silently sending no certificate.
 #[cfg(feature = "mqtt")]
 #[derive(Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct MqttSecret {
     username: Option<String>,
     password: Option<String>,
@@ -180,13 +183,22 @@ struct MqttSecret {
     key_pem: Option<String>,
 }
 
+/// What a `MQTT_SECRET_ID` secret should hold, for error messages.
+#[cfg(feature = "mqtt")]
+const SECRET_SHAPE: &str = "{\"certPem\": \"<client certificate PEM>\", \"keyPem\": \"<its private key PEM>\"} (optional \"caPem\" when the broker's CA is not a public root; \"username\" + \"password\" for a password broker) with `aws secretsmanager put-secret-value` (infra/DEPLOY.md)";
+
 #[cfg(feature = "mqtt")]
 impl Env {
     /// The MQTT publisher's settings: `MQTT_URL` (required, `mqtt://` or `mqtts://`),
     /// `MQTT_CLIENT_ID_PREFIX` (default `backend-inflow-`), `MQTT_PUBLISH_TIMEOUT_MS` (5000),
     /// `MQTT_KEEP_ALIVE_SECS` (30), and credentials either from `MQTT_SECRET_ID` (a Secrets
-    /// Manager secret: JSON with `username`, `password`, `caPem`, `certPem`, `keyPem`, all
-    /// optional; the cloud way) or from `MQTT_USERNAME` / `MQTT_PASSWORD` (local emulation).
+    /// Manager secret, the cloud way: JSON with `certPem` + `keyPem` and/or `username` +
+    /// `password`, optional `caPem`; no other keys) or from `MQTT_USERNAME` / `MQTT_PASSWORD`.
+    ///
+    /// For `mqtts://` the TLS configuration is built here ([`TlsSettings::build`]): roots from
+    /// `caPem`, else the platform's (`SSL_CERT_FILE` / `SSL_CERT_DIR` when set), and the client
+    /// certificate whenever the secret has one. A secret that cannot be read, is not that JSON,
+    /// holds no credentials or bad PEM is a start-up error naming `MQTT_SECRET_ID`.
     pub async fn mqtt_settings(
         &self,
         sdk: &aws_config::SdkConfig,
@@ -208,11 +220,21 @@ impl Env {
                 let text = crate::secrets::secret_string(sdk, &id)
                     .await
                     .map_err(|e| problem(e.problem()))?;
-                serde_json::from_str(&text).map_err(|e| {
+                let secret: MqttSecret = serde_json::from_str(&text).map_err(|e| {
                     problem(format!(
-                        "expected JSON with username/password/caPem/certPem/keyPem: {e}"
+                        "it is not the expected JSON ({e}); write {SECRET_SHAPE}"
                     ))
-                })?
+                })?;
+                if secret.cert_pem.is_none()
+                    && secret.key_pem.is_none()
+                    && secret.username.is_none()
+                    && secret.password.is_none()
+                {
+                    return Err(problem(format!(
+                        "it holds no credentials; write {SECRET_SHAPE}"
+                    )));
+                }
+                secret
             }
         };
         let username = secret.username.or_else(|| self.get("MQTT_USERNAME"));
@@ -237,7 +259,7 @@ impl Env {
             return Err(ConfigError::Secret {
                 var: "MQTT_SECRET_ID",
                 id: self.or("MQTT_SECRET_ID", ""),
-                problem: "certPem and keyPem go together".to_owned(),
+                problem: format!("certPem and keyPem go together; write {SECRET_SHAPE}"),
             });
         }
         if tls && port == 8883 && host.ends_with(".amazonaws.com") && secret.cert_pem.is_none() {
@@ -283,14 +305,34 @@ impl Env {
                 problem: "must be at most 40 characters without / + #".to_owned(),
             });
         }
+        let tls = match tls {
+            false => None,
+            true => Some(
+                TlsSettings {
+                    ca_pem: secret.ca_pem,
+                    cert_pem: secret.cert_pem,
+                    key_pem: secret.key_pem,
+                }
+                .build()
+                .map_err(|e| match self.get("MQTT_SECRET_ID") {
+                    Some(id) => ConfigError::Secret {
+                        var: "MQTT_SECRET_ID",
+                        id,
+                        problem: e.to_string(),
+                    },
+                    // No secret: only the platform roots can be missing.
+                    None => ConfigError::Invalid {
+                        var: "MQTT_URL",
+                        value: url.clone(),
+                        problem: e.to_string(),
+                    },
+                })?,
+            ),
+        };
         Ok(MqttSettings {
             host,
             port,
-            tls: tls.then_some(TlsSettings {
-                ca_pem: secret.ca_pem,
-                cert_pem: secret.cert_pem,
-                key_pem: secret.key_pem,
-            }),
+            tls,
             client_id_prefix: prefix,
             credentials,
             keep_alive: std::time::Duration::from_secs(keep_alive),

@@ -48,7 +48,9 @@ pub use batch::{BatchError, Record, each_record, process_batch};
 pub use batch::{Fanout, Outcome, RecordError};
 pub use config::{ConfigError, Env};
 #[cfg(feature = "mqtt")]
-pub use mqtt::{MqttPublisher, MqttSettings, PublishError};
+pub use mqtt::{
+    ClientTls, MqttPublisher, MqttSettings, PublishError, RootsFrom, TlsError, TlsSettings,
+};
 #[cfg(feature = "secrets")]
 pub use secrets::{SecretError, secret_string};
 #[cfg(feature = "sqs")]

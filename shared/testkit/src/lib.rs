@@ -8,6 +8,11 @@
 //!   helpers to create queues with a dead-letter queue and to read them back.
 //! - [`Mosquitto`]: the Debian broker with the project's ACL file (`infra/mosquitto/acl`) and a
 //!   password file holding the backend identity; stop, restart and pause for failure tests.
+//!   [`Mosquitto::tls`] starts one like AWS IoT Core instead ([`TlsBroker`]): a TLS listener that
+//!   requires a client certificate and takes its CN as the username, optionally a token
+//!   listener (TLS, password sign-in), a plain listener, the classroom plugin and an ACL.
+//! - [`certs`]: a CA issuing server and client certificates (expired, not yet valid, wrong
+//!   host, another CA), and the local stack's files (the `stack-certs <dir>` binary).
 //! - [`Subscriber`]: an MQTT 5 client that collects what it receives.
 //! - [`logs`]: a `tracing` subscriber that captures a handler's real log lines (what
 //!   `Function::handle` reports for each failed record).
@@ -17,6 +22,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a harness that cannot start should panic
 
+pub mod certs;
 pub mod logs;
 
 use std::net::{TcpListener, TcpStream};
@@ -289,6 +295,19 @@ pub const CLASSROOM_READS: &str = "pattern read room/message/#\n\
                                    pattern read room/system\n\
                                    pattern read room/p2p/%c\n";
 
+/// Writes a Mosquitto password file holding the backend identity.
+fn write_password_file(passwd: &Path) {
+    let status = Command::new("mosquitto_passwd")
+        .args(["-b", "-c"])
+        .arg(passwd)
+        .args([BACKEND_USER, BACKEND_PASSWORD])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("mosquitto_passwd is missing: run `make deps` (installs mosquitto from Debian)");
+    assert!(status.success(), "mosquitto_passwd failed");
+}
+
 /// A Mosquitto broker on a free loopback port, with the project's ACL and a password file
 /// holding the backend identity. No broker plugin: the anonymous clients of these tests stand
 /// for classroom devices whose reads the plugin would decide from their tokens, so the ACL
@@ -297,8 +316,17 @@ pub const CLASSROOM_READS: &str = "pattern read room/message/#\n\
 pub struct Mosquitto {
     child: Option<Child>,
     dir: tempfile::TempDir,
-    /// The MQTT port on 127.0.0.1.
+    /// The MQTT port on 127.0.0.1: plain for [`Mosquitto::start`], the certificate listener
+    /// (TLS, client certificate required) for [`Mosquitto::tls`].
     pub port: u16,
+    /// A TLS broker's token listener (TLS with the server certificate only; clients sign in
+    /// with a username and password, which the plugin checks), when asked for.
+    pub token_port: Option<u16>,
+    /// A TLS broker's plain listener (no TLS, anonymous or password), when asked for.
+    pub plain_port: Option<u16>,
+    /// A TLS broker's CA certificate (PEM), which signed its server certificate and the
+    /// client certificates it accepts.
+    pub ca_pem: Option<String>,
 }
 
 impl Mosquitto {
@@ -307,17 +335,7 @@ impl Mosquitto {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let passwd = dir.path().join("passwd");
-        let status = Command::new("mosquitto_passwd")
-            .args(["-b", "-c"])
-            .arg(&passwd)
-            .args([BACKEND_USER, BACKEND_PASSWORD])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect(
-                "mosquitto_passwd is missing: run `make deps` (installs mosquitto from Debian)",
-            );
-        assert!(status.success(), "mosquitto_passwd failed");
+        write_password_file(&passwd);
         let acl = dir.path().join("acl");
         let project_acl = std::fs::read_to_string(repo_root().join("infra/mosquitto/acl")).unwrap();
         std::fs::write(&acl, format!("{CLASSROOM_READS}\n{project_acl}")).unwrap();
@@ -346,9 +364,39 @@ impl Mosquitto {
             child: None,
             dir,
             port,
+            token_port: None,
+            plain_port: None,
+            ca_pem: None,
         };
         broker.restart();
         broker
+    }
+
+    /// A broker with a TLS listener like AWS IoT Core's MQTT port, built with the returned
+    /// [`TlsBroker`]: the server certificate is `ca.server()` (127.0.0.1, localhost) unless
+    /// [`TlsBroker::server_cert`] says otherwise.
+    pub fn tls(ca: &certs::Ca) -> TlsBroker {
+        TlsBroker {
+            ca_pem: ca.cert_pem().to_owned(),
+            server: ca.server(),
+            plugin: None,
+            acl: None,
+            allow_anonymous: None,
+            token_listener: false,
+            plain_listener: false,
+        }
+    }
+
+    /// The rumqttc transport for this TLS broker: trusting its CA, presenting `client` when
+    /// given (a client certificate from [`certs::Ca::client`]).
+    pub fn tls_transport(&self, client: Option<&certs::CertPair>) -> rumqttc::Transport {
+        let ca = self
+            .ca_pem
+            .as_deref()
+            .expect("tls_transport needs a broker started with Mosquitto::tls");
+        rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(
+            certs::client_config(ca, client),
+        ))
     }
 
     /// Starts (again) on the same port, with the same persistence.
@@ -396,9 +444,166 @@ impl Mosquitto {
         std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
     }
 
-    /// `mqtt://127.0.0.1:<port>`.
+    /// `mqtt://127.0.0.1:<port>`, or `mqtts://127.0.0.1:<port>` (the certificate listener) for
+    /// a TLS broker.
     pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
+        let scheme = if self.ca_pem.is_some() {
+            "mqtts"
+        } else {
+            "mqtt"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The directory holding the broker's configuration, log and TLS files (`ca.pem`,
+    /// `server.pem`, `server.key`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A TLS broker to start ([`Mosquitto::tls`]). Its certificate listener ([`Mosquitto::port`])
+/// is AWS IoT Core's port 8883 as Mosquitto can have it: TLS, `require_certificate true` (no
+/// client certificate from the CA, no connection) and `use_identity_as_username true` (the
+/// certificate's CN is the username the ACL sees; Mosquitto asks no password there).
+#[must_use = "a TlsBroker does nothing until start()"]
+pub struct TlsBroker {
+    ca_pem: String,
+    server: certs::CertPair,
+    plugin: Option<(PathBuf, Vec<(String, String)>)>,
+    acl: Option<String>,
+    allow_anonymous: Option<bool>,
+    token_listener: bool,
+    plain_listener: bool,
+}
+
+impl TlsBroker {
+    /// Presents `pair` instead of `ca.server()` (a wrong-host or expired server certificate).
+    pub fn server_cert(mut self, pair: certs::CertPair) -> Self {
+        self.server = pair;
+        self
+    }
+
+    /// Loads the broker plugin `so` (the classroom plugin's `libclassroom_broker_plugin.so`)
+    /// with `plugin_opt_<key> <value>` lines. With a plugin, anonymous clients are refused
+    /// and the ACL is the project's file alone, unless said otherwise.
+    pub fn plugin(mut self, so: impl Into<PathBuf>, opts: &[(&str, &str)]) -> Self {
+        let opts = opts
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        self.plugin = Some((so.into(), opts));
+        self
+    }
+
+    /// The ACL file's text. Default: the project's `infra/mosquitto/acl`, plus
+    /// [`CLASSROOM_READS`] when there is no plugin (as [`Mosquitto::start`]).
+    pub fn acl(mut self, text: impl Into<String>) -> Self {
+        self.acl = Some(text.into());
+        self
+    }
+
+    /// Whether clients without a username may connect (on the token and plain listeners).
+    /// Default: yes without a plugin, no with one.
+    pub fn allow_anonymous(mut self, allow: bool) -> Self {
+        self.allow_anonymous = Some(allow);
+        self
+    }
+
+    /// Adds the token listener ([`Mosquitto::token_port`]): TLS with the server certificate,
+    /// no client certificate, username + password sign-in (the plugin's tokens).
+    pub fn token_listener(mut self) -> Self {
+        self.token_listener = true;
+        self
+    }
+
+    /// Adds a plain listener ([`Mosquitto::plain_port`]) with the same ACL, for TLS-vs-plain
+    /// comparisons; the backend signs in there with [`BACKEND_USER`] / [`BACKEND_PASSWORD`]
+    /// (a password file, which with `per_listener_settings false` the token listener also
+    /// reads; the certificate listener never asks for a password).
+    pub fn plain_listener(mut self) -> Self {
+        self.plain_listener = true;
+        self
+    }
+
+    /// Writes the configuration and starts the broker; panics with its log if it cannot.
+    pub fn start(self) -> Mosquitto {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        std::fs::write(dir.path().join("ca.pem"), &self.ca_pem).unwrap();
+        self.server.write(dir.path(), "server").unwrap();
+        let project_acl = std::fs::read_to_string(repo_root().join("infra/mosquitto/acl")).unwrap();
+        let acl = self.acl.unwrap_or_else(|| match self.plugin {
+            Some(_) => project_acl,
+            None => format!("{CLASSROOM_READS}\n{project_acl}"),
+        });
+        std::fs::write(dir.path().join("acl"), acl).unwrap();
+        let passwd = dir.path().join("passwd");
+        if self.plain_listener {
+            write_password_file(&passwd);
+        }
+        let allow_anonymous = self.allow_anonymous.unwrap_or(self.plugin.is_none());
+        let port = free_port();
+        let tls_files = format!(
+            "cafile {ca}\ncertfile {cert}\nkeyfile {key}\n",
+            ca = path("ca.pem"),
+            cert = path("server.pem"),
+            key = path("server.key"),
+        );
+        let mut conf = format!(
+            "# generated by testkit (Mosquitto::tls)\n\
+             user root\n\
+             per_listener_settings false\n\
+             allow_anonymous {allow_anonymous}\n\
+             acl_file {acl}\n\
+             persistence true\n\
+             persistence_location {dir}/\n\
+             autosave_interval 1\n\
+             max_queued_messages 100000\n\
+             set_tcp_nodelay true\n\
+             connection_messages true\n\
+             log_dest file {dir}/mosquitto.log\n\
+             log_type error\nlog_type warning\nlog_type notice\nlog_type information\n\
+             # the certificate listener (IoT Core's 8883)\n\
+             listener {port} 127.0.0.1\n\
+             {tls_files}\
+             require_certificate true\n\
+             use_identity_as_username true\n",
+            acl = path("acl"),
+            dir = dir.path().display(),
+        );
+        if let Some((so, opts)) = &self.plugin {
+            conf.push_str(&format!("plugin {}\n", so.display()));
+            for (k, v) in opts {
+                conf.push_str(&format!("plugin_opt_{k} {v}\n"));
+            }
+        }
+        let token_port = self.token_listener.then(|| {
+            let p = free_port();
+            conf.push_str(&format!(
+                "# the token listener (TLS, sign-in with a password)\nlistener {p} 127.0.0.1\n{tls_files}"
+            ));
+            p
+        });
+        let plain_port = self.plain_listener.then(|| {
+            let p = free_port();
+            conf.push_str(&format!(
+                "password_file {}\n# a plain listener\nlistener {p} 127.0.0.1\n",
+                passwd.display()
+            ));
+            p
+        });
+        std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
+        let mut broker = Mosquitto {
+            child: None,
+            dir,
+            port,
+            token_port,
+            plain_port,
+            ca_pem: Some(self.ca_pem),
+        };
+        broker.restart();
+        broker
     }
 }
 
@@ -438,6 +643,27 @@ impl Subscriber {
         if let Some((u, p)) = credentials {
             opts.set_credentials(u, p);
         }
+        Self::connect_options(opts, filters).await
+    }
+
+    /// Connects to a TLS broker's certificate listener ([`Mosquitto::tls`]) as `client_id`
+    /// with the client certificate `cert` (its CN is the username), clean session, subscribes
+    /// to `filters` at QoS 1 and waits for the SUBACK.
+    pub async fn connect_tls(
+        broker: &Mosquitto,
+        client_id: &str,
+        cert: &certs::CertPair,
+        filters: &[&str],
+    ) -> Self {
+        let mut opts = MqttOptions::new(client_id, "127.0.0.1", broker.port);
+        opts.set_keep_alive(Duration::from_secs(5));
+        opts.set_transport(broker.tls_transport(Some(cert)));
+        Self::connect_options(opts, filters).await
+    }
+
+    /// Connects with `opts` (any transport and credentials), subscribes to `filters` at QoS 1
+    /// on every connect and waits for the first SUBACK.
+    pub async fn connect_options(opts: MqttOptions, filters: &[&str]) -> Self {
         let (client, mut eventloop) = AsyncClient::new(opts, 100);
         let (tx, rx) = mpsc::unbounded_channel();
         let (subacked_tx, subacked_rx) = mpsc::unbounded_channel();

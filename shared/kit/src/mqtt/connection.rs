@@ -283,12 +283,52 @@ async fn drive(mut eventloop: EventLoop, tracker: Shared) {
             }
             Ok(_) => {}
             Err(e) => {
-                let reason = e.to_string();
+                let reason = explain(&e.to_string());
                 warn!(error = %reason, "MQTT connection broke; unacknowledged publishes fail");
                 let failed = lock(&tracker).close(&reason);
                 tell(failed);
                 return;
             }
         }
+    }
+}
+
+/// The connection error, with what to check when it is a TLS refusal: rumqttc's text names
+/// the TLS alert or the verification error but not which side refused or what to fix.
+fn explain(reason: &str) -> String {
+    let hint = if reason.contains("received fatal alert") {
+        // The broker's alert after our certificate: with TLS 1.3 the client finishes its half
+        // of the handshake first, so the refusal arrives as an alert on the first read.
+        Some(
+            "the broker refused the TLS handshake, usually over our client certificate, which is expired, not yet valid or not from a CA it trusts: check certPem/keyPem in the MQTT_SECRET_ID secret",
+        )
+    } else if reason.contains("invalid peer certificate") {
+        Some(
+            "the broker's certificate was not accepted: check MQTT_URL's host, and caPem in the MQTT_SECRET_ID secret or the platform roots (SSL_CERT_FILE)",
+        )
+    } else {
+        None
+    };
+    match hint {
+        Some(hint) => format!("{reason}; {hint}"),
+        None => reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::explain;
+
+    #[test]
+    fn tls_refusals_say_what_to_check_and_other_errors_stay_as_they_are() {
+        let alert = explain("IO: received fatal alert: CertificateExpired");
+        assert!(
+            alert.starts_with("IO: received fatal alert: CertificateExpired; ")
+                && alert.contains("client certificate"),
+            "{alert}"
+        );
+        let name = explain("TLS: I/O: invalid peer certificate: certificate not valid for name");
+        assert!(name.contains("MQTT_URL's host"), "{name}");
+        assert_eq!(explain("connection refused"), "connection refused");
     }
 }

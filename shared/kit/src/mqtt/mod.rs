@@ -8,7 +8,9 @@
 //!
 //! # Layout
 //! - `url`: [`parse_url`], `mqtt://` and `mqtts://` broker URLs.
-//! - `settings`: [`MqttSettings`] and [`TlsSettings`], whose `Debug` hides the secrets.
+//! - `settings`: [`MqttSettings`] and [`TlsSettings`], whose `Debug` hides the secrets;
+//!   [`TlsSettings::build`] makes the rustls [`ClientTls`] (roots from `caPem` or the platform,
+//!   the client certificate whenever given) or a [`TlsError`] naming the bad key.
 //! - `tracker`: the PUBACK tracker, a pure state machine (queued, sent with a packet ID,
 //!   acknowledged with a reason code, connection closed; time passed in) that matches
 //!   acknowledgements to publishes.
@@ -23,7 +25,7 @@ mod url;
 use std::time::Duration;
 
 pub use connection::MqttPublisher;
-pub use settings::{MqttSettings, TlsSettings};
+pub use settings::{ClientTls, MqttSettings, RootsFrom, TlsError, TlsSettings};
 pub use url::{UrlError, parse_url};
 
 /// User property carrying the message ID (§3: clients de-duplicate with it).
