@@ -3,7 +3,7 @@
 #   make demo                       play the seeds' classroom end to end, pass/fail per scenario
 #   make test-e2e                   end-to-end tests over a fresh stack on free loopback ports
 #   make bench-e2e                  chat latency publish -> delivery, highest rate with 0 loss
-#   make bench-connect              CONNECT -> CONNACK with a token vs the backend's password
+#   make bench-connect              CONNECT -> CONNACK with a token over TLS vs plain (PLAIN_LISTENER=1)
 # Needs Debian's mosquitto + mosquitto-clients and moto[server] in .venv: `make setup-local`
 # installs what is missing (apt-get as root, pip into the venv).
 

@@ -330,6 +330,9 @@ server.listen(port, host, () => {
     console.log(`  passwords    none: no school directory (SCHOOL_DIRECTORY in ${stackEnv}); run \`make up\` first`);
   }
   console.log(`  broker       ${c.broker ? `${c.broker.url}  (MQTT 5 over WebSocket; username = client ID, password = a token)` : `none: ${stackEnv} has no MQTT_WS_URL; run \`make up\` first`}`);
+  if (c.broker && c.broker.url.startsWith('wss://') && c.env.MQTT_CA_FILE) {
+    console.log(`  tls          the broker's certificate is from the stack's own CA: trust ${c.env.MQTT_CA_FILE} in your browser (an authority), or open ${c.broker.url.replace(/^wss:/, 'https:')} once and accept it`);
+  }
   console.log(`  tokens       ${c.env.TOKEN_API_URL ? `${c.env.TOKEN_API_URL}/tokens/classroom` : 'none: no TOKEN_API_URL in the stack env (a stack from before token sign-in? `make down up`)'}  (${lifetime} s each, renewed by the page at 80 %)`);
   if (!loopback) console.log(`  WARNING      listening on ${host} over plain HTTP: passwords and tokens cross the network in clear`);
   console.log('  Ctrl-C stops the server');

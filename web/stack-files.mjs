@@ -1,6 +1,10 @@
 // Readers of the files the local stack writes (infra/local/stack.sh), shared by the page server
-// and the tests.
+// and the tests: its env file, the school directory, and the pin of its broker's TLS
+// certificate (checked against the stack's CA).
+import { createHash, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 
 /** `KEY=value` lines of the stack's env file (`#` comments skipped); {} when it is missing. */
 export function readEnv(path) {
@@ -36,4 +40,40 @@ export function parseDirectory(text) {
 export function readDirectory(path) {
   if (!path || !existsSync(path)) return null;
   return parseDirectory(readFileSync(path, 'utf8'));
+}
+
+/**
+ * The SPKI pin of an X.509 certificate (PEM or DER): base64 of the SHA-256 of its
+ * DER-encoded SubjectPublicKeyInfo, the form of Chromium's `--ignore-certificate-errors-spki-list`
+ * (and of HPKP's `pin-sha256`).
+ */
+export function spkiPin(cert) {
+  const x = cert instanceof X509Certificate ? cert : new X509Certificate(cert);
+  const der = x.publicKey.export({ type: 'spki', format: 'der' });
+  return createHash('sha256').update(der).digest('base64');
+}
+
+/**
+ * The certificate the broker at `wssUrl` presents, verified in Node against the stack's CA
+ * (`caFile`, PEM) and the URL's host: resolves `{cert, pin}` (an X509Certificate and its
+ * spkiPin); rejects when the broker cannot be reached or its certificate is not the CA's for
+ * that host. A test browser can then trust exactly this certificate (the pin), not every one.
+ */
+export function brokerCertificate(wssUrl, caFile, { timeoutMs = 5000 } = {}) {
+  const u = new URL(wssUrl);
+  const port = Number(u.port) || 443;
+  const host = u.hostname.replace(/^\[|\]$/g, '');
+  return new Promise((ok, fail) => {
+    const sock = tlsConnect({ host, port, ca: readFileSync(caFile), servername: isIP(host) ? undefined : host, rejectUnauthorized: true, timeout: timeoutMs }, () => {
+      const cert = sock.getPeerX509Certificate();
+      sock.destroy();
+      if (!cert) fail(new Error(`${wssUrl}: the broker sent no certificate`));
+      else ok({ cert, pin: spkiPin(cert) });
+    });
+    sock.on('timeout', () => {
+      sock.destroy();
+      fail(new Error(`${wssUrl}: no TLS handshake within ${timeoutMs} ms`));
+    });
+    sock.on('error', (e) => fail(new Error(`${wssUrl}: ${e.code || ''} ${e.message} (CA ${caFile})`.replace(/\s+/g, ' '))));
+  });
 }

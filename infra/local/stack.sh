@@ -24,8 +24,20 @@
 # fresh random password per person in $STACK_DIR/school/directory (0600): the page server's
 # "school login" checks it before asking the issuer for a token. Anonymous clients are refused.
 #
-# Environment: STACK_DIR (default .run), MQTT_PORT / WS_PORT / MOTO_PORT / API_PORT (default:
-# free ephemeral ports), VISIBILITY_TIMEOUT (override the template's, for redrive tests only),
+# TLS: `up` makes a per-stack CA, a server certificate for 127.0.0.1 / localhost and the
+# backend's client certificate (CN backend) with `stack-certs` ($STACK_DIR/tls, 0700, files
+# 0600). Mosquitto listens only with TLS: the certificate listener (MQTT_CERT_PORT, as IoT Core's
+# 8883: require_certificate, the certificate's CN is the username; the backend: inflow, rules
+# bridge, tests), the token listener (MQTT_PORT: server certificate only, classroom clients
+# sign in with a token) and WSS (MQTT_WS_URL, the browser pages). PLAIN_LISTENER=1 adds a plain
+# listener (MQTT_PLAIN_PORT) with the same plugin and ACL, for the tests that write raw MQTT
+# packets and the TLS-vs-plain figures. The inflow and the bridge read the backend's
+# certificate from the Secrets Manager secret classroom-mqtt in moto ({"certPem","keyPem"}, the
+# caPem-less JSON of infra/DEPLOY.md) and trust the stack's CA as a platform root through
+# SSL_CERT_FILE ($STACK_DIR/tls/roots.pem: the system bundle plus the stack's CA).
+#
+# Environment: STACK_DIR (default .run), MQTT_PORT / MQTT_CERT_PORT / WS_PORT / MOTO_PORT /
+# API_PORT (default: free ephemeral ports), PLAIN_LISTENER=1 (and MQTT_PLAIN_PORT), VISIBILITY_TIMEOUT (override the template's, for redrive tests only),
 # LOCAL_FUNCTIONS (default: every function the runner was built with), LOCAL_WAIT_SECONDS,
 # STACK_BUILD=0 (skip the cargo build when the binaries exist), STACK_OWNER_PID (tests: a watchdog runs `down` once that process is gone).
 set -euo pipefail
@@ -131,18 +143,30 @@ keys() { # new|rotate|retire [kid]
   "$TARGET/signing-keys" "$op" "$KEYS" "$@"
 }
 
-# Writes the key set into the issuer's secret (moto), creating it the first time.
-put_keys_secret() { # endpoint
-  "$PY" - "$1" "$KEYS" <<'PYEOF'
+# Writes a file into a secret (moto), creating it the first time.
+put_secret() { # endpoint name file
+  "$PY" - "$1" "$2" "$3" <<'PYEOF'
 import boto3, sys
 sm = boto3.client("secretsmanager", endpoint_url=sys.argv[1], region_name="us-east-1",
                   aws_access_key_id="test", aws_secret_access_key="test")
-text = open(sys.argv[2]).read()
+name, text = sys.argv[2], open(sys.argv[3]).read()
 try:
-    sm.put_secret_value(SecretId="classroom-signing-keys", SecretString=text)
+    sm.put_secret_value(SecretId=name, SecretString=text)
 except sm.exceptions.ResourceNotFoundException:
-    sm.create_secret(Name="classroom-signing-keys", SecretString=text)
+    sm.create_secret(Name=name, SecretString=text)
 PYEOF
+}
+
+# The issuer's signing key set.
+put_keys_secret() { put_secret "$1" classroom-signing-keys "$KEYS"; }
+
+# The inflow's (and the bridge's) MQTT secret: exactly the JSON infra/DEPLOY.md has users write
+# for AWS IoT Core, the backend's client certificate without caPem.
+put_mqtt_secret() { # endpoint
+  local json="$STACK_DIR/tls/mqtt-secret.json"
+  (umask 077; "$PY" -c 'import json, sys; print(json.dumps({"certPem": open(sys.argv[1]).read(), "keyPem": open(sys.argv[2]).read()}))' \
+    "$STACK_DIR/tls/backend.pem" "$STACK_DIR/tls/backend.key" >"$json")
+  put_secret "$1" classroom-mqtt "$json"
 }
 
 rotate_keys() { keys rotate && put_keys_secret "$(env_get AWS_ENDPOINT_URL)"; }
@@ -175,12 +199,19 @@ up() {
   local id rooms
   while read -r id rooms; do add_person "$id" "${rooms:-1}" >/dev/null; done < <(roster_lines)
   umask 077; echo '{}' >"$REVOCATIONS"; umask 022
-  if [[ "${STACK_BUILD:-1}" != 0 || ! -x "$TARGET/local-runner" || ! -x "$TARGET/rules-bridge" || ! -x "$TARGET/local-api" || ! -x "$TARGET/signing-keys" || ! -f "$TARGET/libclassroom_broker_plugin.so" ]]; then
+  if [[ "${STACK_BUILD:-1}" != 0 || ! -x "$TARGET/local-runner" || ! -x "$TARGET/rules-bridge" || ! -x "$TARGET/local-api" || ! -x "$TARGET/signing-keys" || ! -x "$TARGET/stack-certs" || ! -f "$TARGET/libclassroom_broker_plugin.so" ]]; then
     log "building the broker plugin and the local runner (debug)"
     cargo build -q --workspace --locked
   fi
   keys new
-  local mqtt_port=${MQTT_PORT:-$(free_port)} ws_port=${WS_PORT:-$(free_port)} moto_port=${MOTO_PORT:-$(free_port)} api_port=${API_PORT:-$(free_port)}
+  local tls="$STACK_DIR/tls"
+  "$TARGET/stack-certs" "$tls" >/dev/null
+  # The platform roots of the stack's processes: the system bundle (public HTTPS still works for
+  # a shell that sources stack.env) plus the stack's CA.
+  (umask 077; { cat /etc/ssl/certs/ca-certificates.crt 2>/dev/null || true; cat "$tls/ca.pem"; } >"$tls/roots.pem")
+  local mqtt_port=${MQTT_PORT:-$(free_port)} cert_port=${MQTT_CERT_PORT:-$(free_port)} ws_port=${WS_PORT:-$(free_port)} moto_port=${MOTO_PORT:-$(free_port)} api_port=${API_PORT:-$(free_port)}
+  local plain_port=""
+  [[ "${PLAIN_LISTENER:-0}" == 1 ]] && plain_port=${MQTT_PLAIN_PORT:-$(free_port)}
 
   # moto_server with DynamoDB requests one at a time (its threads break transactions).
   start moto "$PY" "$ROOT/infra/local/moto_server.py" -H 127.0.0.1 -p "$moto_port"
@@ -190,12 +221,7 @@ up() {
   "$PY" infra/local/provision.py --template infra/template.yaml \
     --endpoint "http://127.0.0.1:$moto_port" --out "$STACK_DIR/stack.env" "${vis[@]}" 2>"$LOGS/provision.log"
   put_keys_secret "http://127.0.0.1:$moto_port"
-
-  # The backend identity: the only one that may publish under room/ and read $classroom/#.
-  local pass
-  pass=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
-  rm -f "$STACK_DIR/mosquitto/passwd"
-  mosquitto_passwd -b -c "$STACK_DIR/mosquitto/passwd" backend "$pass" 2>/dev/null
+  put_mqtt_secret "http://127.0.0.1:$moto_port"
   # Run as root, Mosquitto would drop to user `mosquitto`, which may not be able to reach the
   # ACL file, the plugin or .run/ (a clone under a 0700 directory, as CI's may be): keep root
   # then. It listens on loopback only.
@@ -207,15 +233,17 @@ $user_line
 per_listener_settings false
 # Classroom clients: username = client ID, password = a token (verified and enforced by the
 # plugin: signature, key, expiry, revocation, client ID; its read/write filters on every
-# subscribe, publish and delivery). The backend: password_file and acl_file.
+# subscribe, publish and delivery). The backend: its client certificate (CN backend) on the
+# certificate listener, and acl_file. No password file: a password sign-in as backend is refused.
 allow_anonymous false
-password_file $STACK_DIR/mosquitto/passwd
 acl_file $ROOT/infra/mosquitto/acl
 plugin $TARGET/libclassroom_broker_plugin.so
 plugin_opt_keys_file $KEYS
 plugin_opt_revocations_file $REVOCATIONS
 plugin_opt_backend_username backend
 plugin_opt_uplink_parents roomSend
+# AWS IoT Core's per-connection publish limit (100/s); PUBLISH_PER_SECOND=0 turns it off (benches).
+plugin_opt_publish_per_second ${PUBLISH_PER_SECOND:-100}
 persistence true
 persistence_location $STACK_DIR/mosquitto/
 max_queued_messages 100000
@@ -227,15 +255,35 @@ log_type warning
 log_type notice
 log_type information
 connection_messages true
+# The certificate listener, as AWS IoT Core's 8883: a client certificate from the stack's CA
+# or no connection, and its CN is the username (the backend).
+listener $cert_port 127.0.0.1
+cafile $tls/ca.pem
+certfile $tls/server.pem
+keyfile $tls/server.key
+require_certificate true
+use_identity_as_username true
+# The token listener: TLS with the server certificate; classroom clients sign in with a token.
 listener $mqtt_port 127.0.0.1
-# WebSocket for the browser pages. libwebsockets ignores the address unless the socket
-# domain is pinned too (without socket_domain it listens on *:port, checked with ss).
+cafile $tls/ca.pem
+certfile $tls/server.pem
+keyfile $tls/server.key
+# WSS for the browser pages. libwebsockets ignores the address unless the socket domain is
+# pinned too (without socket_domain it listens on *:port, checked with ss).
 listener $ws_port 127.0.0.1
 protocol websockets
 socket_domain ipv4
+cafile $tls/ca.pem
+certfile $tls/server.pem
+keyfile $tls/server.key
 EOF
+  if [[ -n "$plain_port" ]]; then
+    printf '# PLAIN_LISTENER=1: plain MQTT (raw-packet tests, TLS-vs-plain figures)\nlistener %s 127.0.0.1\n' "$plain_port" \
+      >>"$STACK_DIR/mosquitto/mosquitto.conf"
+  fi
   start mosquitto mosquitto -c "$STACK_DIR/mosquitto/mosquitto.conf"
   wait_port 127.0.0.1 "$mqtt_port" 10 || { log "mosquitto did not start: $LOGS/mosquitto.log"; exit 1; }
+  wait_port 127.0.0.1 "$cert_port" 10 || { log "mosquitto's certificate listener did not start: $LOGS/mosquitto.log"; exit 1; }
   wait_port 127.0.0.1 "$ws_port" 10 || { log "mosquitto websockets did not start"; exit 1; }
 
   cat >>"$STACK_DIR/stack.env" <<EOF
@@ -247,11 +295,15 @@ AWS_SECRET_ACCESS_KEY=test
 MOTO_PORT=$moto_port
 MQTT_HOST=127.0.0.1
 MQTT_PORT=$mqtt_port
+MQTT_CERT_PORT=$cert_port
 MQTT_WS_PORT=$ws_port
-MQTT_WS_URL=ws://127.0.0.1:$ws_port
-MQTT_URL=mqtt://127.0.0.1:$mqtt_port
-MQTT_USERNAME=backend
-MQTT_PASSWORD=$pass
+MQTT_WS_URL=wss://127.0.0.1:$ws_port
+MQTT_URL=mqtts://127.0.0.1:$cert_port
+MQTT_SECRET_ID=classroom-mqtt
+MQTT_CA_FILE=$tls/ca.pem
+MQTT_CERT_FILE=$tls/backend.pem
+MQTT_KEY_FILE=$tls/backend.key
+SSL_CERT_FILE=$tls/roots.pem
 SCHOOL_DIRECTORY=$DIRECTORY
 SIGNING_KEYS_FILE=$KEYS
 SIGNING_KEYS_SECRET_ID=classroom-signing-keys
@@ -264,6 +316,7 @@ TOKEN_API_URL=http://127.0.0.1:$api_port
 PRESENCE_API_URL=http://127.0.0.1:$api_port
 LOCAL_WAIT_SECONDS=${LOCAL_WAIT_SECONDS:-2}
 EOF
+  [[ -n "$plain_port" ]] && echo "MQTT_PLAIN_PORT=$plain_port" >>"$STACK_DIR/stack.env"
   [[ -n "${LOCAL_FUNCTIONS:-}" ]] && echo "LOCAL_FUNCTIONS=$LOCAL_FUNCTIONS" >>"$STACK_DIR/stack.env"
   [[ -n "${VISIBILITY_TIMEOUT:-}" ]] && echo "VISIBILITY_TIMEOUT=$VISIBILITY_TIMEOUT" >>"$STACK_DIR/stack.env"
   chmod 600 "$STACK_DIR/stack.env"
@@ -311,12 +364,15 @@ status() {
   get() { grep "^$1=" "$e" | head -1 | cut -d= -f2-; }
   cat <<EOF
 classroom stack in $STACK_DIR (env: $e)
-  mqtt        mqtt://127.0.0.1:$(get MQTT_PORT)     $(alive mosquitto && echo up || echo DOWN)   log $LOGS/mosquitto.log
-  websockets  ws://127.0.0.1:$(get MQTT_WS_PORT)       (same broker)
+  mqtts       mqtts://127.0.0.1:$(get MQTT_PORT)    $(alive mosquitto && echo up || echo DOWN)   log $LOGS/mosquitto.log   (token listener: classroom clients)
+  certificate mqtts://127.0.0.1:$(get MQTT_CERT_PORT)    (same broker; client certificate required: the backend, CN backend)
+  websockets  wss://127.0.0.1:$(get MQTT_WS_PORT)      (same broker; the browser pages)
+  plain       $( [[ -n "$(get MQTT_PLAIN_PORT)" ]] && echo "mqtt://127.0.0.1:$(get MQTT_PLAIN_PORT)     (same broker; PLAIN_LISTENER=1)" || echo "none (PLAIN_LISTENER=1 make up adds one)")
+  tls         CA $(get MQTT_CA_FILE); backend certificate $(get MQTT_CERT_FILE) (key beside it)
   moto        http://127.0.0.1:$(get MOTO_PORT)     $(alive moto && echo up || echo DOWN)   log $LOGS/moto.log
   bridge      \$classroom/{uplink,presence} -> SQS   $(alive bridge && echo up || echo DOWN)   log $LOGS/bridge.log
   runner      functions <- queues                 $(alive runner && echo up || echo DOWN)   log $LOGS/runner.log
-  backend     user backend, password in $e
+  backend     client certificate CN backend; its secret classroom-mqtt in moto
   api         http://127.0.0.1:$(get LOCAL_API_PORT)   $(alive api && echo up || echo DOWN)   log $LOGS/api.log
               tokens:   POST $(get TOKEN_API_URL)/tokens/classroom {"clientId","rooms":[..],"expiresIn"}
               presence: GET  $(get PRESENCE_API_URL)/presence/<clientId>
@@ -324,8 +380,9 @@ classroom stack in $STACK_DIR (env: $e)
               ($0 directory [clientId]; add one with: $0 add-person GID_student@@@042 1)
   sign-in     username = client ID, password = a token: $0 token <clientId> [room...]
 try:  set -a; . $e; set +a
-      mosquitto_sub -p \$MQTT_PORT -i GID_student@@@009 -u GID_student@@@009 -P "\$($0 token GID_student@@@009)" -t 'room/message/1' -v
-      mosquitto_pub -p \$MQTT_PORT -i GID_student@@@001 -u GID_student@@@001 -P "\$($0 token GID_student@@@001)" -t roomSend/message -q 1 -m '{"roomId":"1","msg":"hi"}'
+      mosquitto_sub --cafile \$MQTT_CA_FILE -h 127.0.0.1 -p \$MQTT_PORT -i GID_student@@@009 -u GID_student@@@009 -P "\$($0 token GID_student@@@009)" -t 'room/message/1' -v
+      mosquitto_pub --cafile \$MQTT_CA_FILE -h 127.0.0.1 -p \$MQTT_PORT -i GID_student@@@001 -u GID_student@@@001 -P "\$($0 token GID_student@@@001)" -t roomSend/message -q 1 -m '{"roomId":"1","msg":"hi"}'
+      mosquitto_sub --cafile \$MQTT_CA_FILE --cert \$MQTT_CERT_FILE --key \$MQTT_KEY_FILE -h 127.0.0.1 -p \$MQTT_CERT_PORT -i backend-cli -t 'room/#' -v
       curl -s -X POST \$TOKEN_API_URL/tokens/classroom -H 'content-type: application/json' -d '{"clientId":"GID_student@@@001","rooms":["1"],"expiresIn":600}'
 EOF
 }

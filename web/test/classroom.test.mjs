@@ -19,7 +19,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
-import { readDirectory, readEnv } from '../stack-files.mjs';
+import { brokerCertificate, readDirectory, readEnv } from '../stack-files.mjs';
 
 const run = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -220,9 +220,13 @@ async function shot(page, name) {
   await page.screenshot({ path: join(artifacts, `${name}.png`) });
 }
 
-/** Publishes as the backend identity (what the inflow does), MQTT 5 with user properties. */
+/**
+ * Publishes as the backend identity (what the inflow does), MQTT 5 with user properties: its
+ * client certificate on the stack's certificate listener, trusting the stack's CA.
+ */
 async function backendPublish(env, topic, body, props = {}) {
-  const args = ['-h', '127.0.0.1', '-p', env.MQTT_PORT, '-u', env.MQTT_USERNAME, '-P', env.MQTT_PASSWORD, '-V', 'mqttv5', '-q', '1', '-t', topic, '-m', JSON.stringify(body), '-i', `web-test-${process.pid}`];
+  const tls = ['--cafile', env.MQTT_CA_FILE, '--cert', env.MQTT_CERT_FILE, '--key', env.MQTT_KEY_FILE];
+  const args = ['-h', '127.0.0.1', '-p', env.MQTT_CERT_PORT, ...tls, '-V', 'mqttv5', '-q', '1', '-t', topic, '-m', JSON.stringify(body), '-i', `web-test-${process.pid}`];
   for (const [k, v] of Object.entries(props)) args.push('-D', 'publish', 'user-property', k, String(v));
   await run('mosquitto_pub', args);
 }
@@ -253,7 +257,7 @@ async function main() {
 
   await stackUp();
   const env = readEnv(stackEnvPath);
-  for (const k of ['SCHOOL_DIRECTORY', 'TOKEN_API_URL', 'MQTT_WS_URL']) assert(env[k], `no ${k} in ${stackEnvPath}: a stack from before token sign-in?`);
+  for (const k of ['SCHOOL_DIRECTORY', 'TOKEN_API_URL', 'MQTT_WS_URL', 'MQTT_CA_FILE', 'MQTT_CERT_PORT']) assert(env[k], `no ${k} in ${stackEnvPath}: a stack from before token sign-in?`);
   directory = readDirectory(env.SCHOOL_DIRECTORY) || new Map();
   assert(directory.size, `the school directory ${env.SCHOOL_DIRECTORY} is empty or missing`);
   const banned = (env.BANNED_WORDS || '').split(',').map((s) => s.trim()).filter(Boolean);
@@ -272,11 +276,19 @@ async function main() {
   const evil = await evilServer();
   log(`pages on ${base} (and ${shortBase} with ${SHORT_LIFETIME} s tokens), broker ${env.MQTT_WS_URL}, issuer ${env.TOKEN_API_URL}, banned words ${JSON.stringify(banned)}`);
 
-  // Playwright gives the browser a fresh temporary --user-data-dir of its own.
+  // The pages reach the broker over WSS with the stack's own CA. A test browser cannot be given
+  // a CA without a profile's certificate database (NSS, certutil), so it trusts exactly the
+  // broker's certificate instead: its SPKI pin, after Node checked that certificate against
+  // the stack's CA and the URL's host. Every other certificate is still checked as usual.
+  assert(env.MQTT_WS_URL.startsWith('wss://'), `the pages' broker is not WSS: ${env.MQTT_WS_URL}`);
+  const broker = await brokerCertificate(env.MQTT_WS_URL, env.MQTT_CA_FILE);
+  log(`broker certificate ${broker.cert.subject.replace(/\n/g, ', ')} from the stack's CA, SPKI pin ${broker.pin}`);
+  // Playwright gives the browser a fresh temporary --user-data-dir of its own (which Chromium
+  // requires before it honours --ignore-certificate-errors-spki-list).
   const browser = await chromium.launch({
     executablePath,
     headless: !process.env.HEADED,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+    args: [`--ignore-certificate-errors-spki-list=${broker.pin}`, '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
   });
   log(`browser ${browser.version()} (${executablePath})`);
   try {
@@ -473,6 +485,33 @@ async function main() {
       assert((await chat(a, `stale ${nonce}`).count()) === 0, 'the stale message is not shown');
       assert((await chat(a, `stale by property ${nonce}`).count()) === 0, 'the stale message (timestamp property) is not shown');
       assert((await a.evaluate(() => window.classroom.staleDropped)) >= 2, 'counted as dropped');
+    });
+
+    await check('a student who sends too fast is told rate_limited once, and the room gets at most the allowed rate', async () => {
+      // 30 chats in one burst (one script turn: well inside a second), the way a flooding
+      // script would send them; the moderation rule lets CHAT_RATE_LIMIT (10) a window through.
+      const limit = Number(env.CHAT_RATE_LIMIT) || 10;
+      const burst = 30;
+      await a.evaluate(([room, nonce, burst]) => {
+        for (let i = 0; i < burst; i += 1) {
+          window.classroom.client.publish('roomSend/message', JSON.stringify({ roomId: room, msg: `flood ${nonce} ${i}`, msgId: `flood-${nonce}-${i}` }), { qos: 1 });
+        }
+      }, [ROOM, nonce, burst]);
+      const notice = a.locator('#messages li.notice-rejected[data-reason=rate_limited]');
+      await notice.first().waitFor({ timeout: WAIT });
+      assert(/too fast/.test(await notice.first().textContent()), `the notice says why: ${JSON.stringify(await notice.first().textContent())}`);
+      // A's next chat after the window proves the flood's delivered part has arrived.
+      await new Promise((r) => setTimeout(r, 1500));
+      const marker = `after the flood ${nonce}`;
+      await say(a, marker);
+      await sees(t, marker, 'teacher');
+      const reached = await t.locator('#messages li.msg', { hasText: `flood ${nonce} ` }).count();
+      const notices = await notice.count();
+      log(`flood of ${burst}: ${reached} reached the teacher, ${notices} rate_limited notice(s) to the sender`);
+      // The burst touches at most two windows (a boundary inside it).
+      assert(reached >= 1 && reached <= 2 * limit, `${reached} of ${burst} reached the room (limit ${limit} a window)`);
+      assert(notices >= 1 && notices <= 2, `${notices} rate_limited notices: one per window, not one per chat`);
+      await shot(a, '05b-rate-limited');
     });
 
     await check('a system notice reaches everyone', async () => {

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -22,10 +22,12 @@ pub struct BridgeSettings {
     pub host: String,
     /// Broker port.
     pub port: u16,
-    /// Backend username / password.
-    pub username: String,
-    /// Backend password.
-    pub password: String,
+    /// TLS (`mqtts://`): the backend's client certificate and the roots, as the inflow's
+    /// ([`kit::ClientTls`]); `None` for plain MQTT.
+    pub tls: Option<kit::ClientTls>,
+    /// Username and password, for a password broker (the local stack has none: the backend
+    /// signs in with its certificate).
+    pub credentials: Option<(String, String)>,
     /// The persistent session's client ID.
     pub client_id: String,
     /// MQTT topic filter -> SQS queue URL (the first matching filter wins).
@@ -38,7 +40,14 @@ pub async fn run(sqs: aws_sdk_sqs::Client, settings: BridgeSettings, mut stop: S
     opts.set_clean_session(false);
     opts.set_manual_acks(true);
     opts.set_keep_alive(Duration::from_secs(15));
-    opts.set_credentials(&settings.username, &settings.password);
+    if let Some((user, password)) = &settings.credentials {
+        opts.set_credentials(user, password);
+    }
+    if let Some(tls) = &settings.tls {
+        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            tls.config(),
+        )));
+    }
     opts.set_max_packet_size(512 * 1024, 512 * 1024);
     let (client, mut eventloop) = AsyncClient::new(opts, 1000);
     let (tx, rx) = mpsc::channel::<Publish>(1000);

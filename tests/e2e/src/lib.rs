@@ -12,10 +12,12 @@
 //!   whether the broker closed its connection.
 //! - [`Transcript`]: who did and saw what, when (printed live by the demo).
 //! - [`scenarios`]: the seeds' classroom, one outcome per scenario.
+//! - [`flood`]: one student floods a room (the flood test and `bench-flood`).
 //! - binaries: `demo` (the seeds' classroom, one pass/fail line per scenario) and
 //!   `bench-e2e` (publish -> delivery latency and the highest rate with 0 loss), `bench-connect`
 //!   (CONNECT -> CONNACK with token verification against the backend's password file).
 
+pub mod flood;
 pub mod scenarios;
 
 use std::collections::HashMap;
@@ -128,9 +130,54 @@ impl Stack {
         self.env.get(key).map_or("", String::as_str)
     }
 
-    /// The broker's plain MQTT port.
+    /// The broker's token listener (TLS; classroom clients sign in with a token).
     pub fn mqtt_port(&self) -> u16 {
         self.var("MQTT_PORT").parse().unwrap_or(0)
+    }
+
+    /// The stack's TLS files (`MQTT_CA_FILE`, ...) as one TLS client configuration: the
+    /// stack's CA as the only root, and the backend's client certificate when `backend`.
+    fn tls(&self, backend: bool) -> Result<kit::ClientTls, Error> {
+        let read = |key: &str| {
+            std::fs::read_to_string(self.var(key))
+                .map_err(|e| Error::Stack(format!("{key}={}: {e}", self.var(key))))
+        };
+        let settings = kit::TlsSettings {
+            ca_pem: Some(read("MQTT_CA_FILE")?),
+            cert_pem: backend.then(|| read("MQTT_CERT_FILE")).transpose()?,
+            key_pem: backend.then(|| read("MQTT_KEY_FILE")).transpose()?,
+        };
+        settings
+            .build()
+            .map_err(|e| Error::Stack(format!("the stack's TLS files: {e}")))
+    }
+
+    /// Where a client signing in with `opts` connects: the certificate listener
+    /// (`MQTT_CERT_PORT`, the backend's client certificate) when `opts.certificate`, else the
+    /// token listener (`MQTT_PORT`); both TLS, trusting the stack's CA.
+    pub fn endpoint_for(&self, opts: &ConnectOptions) -> Result<Endpoint, Error> {
+        let key = if opts.certificate {
+            "MQTT_CERT_PORT"
+        } else {
+            "MQTT_PORT"
+        };
+        Ok(Endpoint {
+            port: self.var(key).parse().unwrap_or(0),
+            tls: Some(self.tls(opts.certificate)?),
+        })
+    }
+
+    /// A TLS connection to the listener on `port` (trusting the stack's CA, no client
+    /// certificate), for tests that write raw MQTT or WebSocket bytes.
+    pub async fn tls_stream(
+        &self,
+        port: u16,
+    ) -> Result<rumqttc::tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Error> {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let connector = rumqttc::tokio_rustls::TlsConnector::from(self.tls(false)?.config());
+        let name = rumqttc::tokio_rustls::rustls::pki_types::ServerName::try_from("127.0.0.1")
+            .map_err(|e| Error::Mqtt(e.to_string()))?;
+        Ok(connector.connect(name, tcp).await?)
     }
 
     /// SDK configuration pointed at this stack's moto.
@@ -408,14 +455,13 @@ impl Stack {
         Ok(ConnectOptions::token(id, &token.token, persistent))
     }
 
-    /// The backend identity (may publish under `room/` and read the rules topics).
+    /// The backend identity (may publish under `room/` and read the rules topics): the
+    /// stack's client certificate (CN `backend`) on the certificate listener, no password.
     pub fn backend(&self) -> ConnectOptions {
         ConnectOptions {
             persistent: false,
-            credentials: Some((
-                self.var("MQTT_USERNAME").to_owned(),
-                self.var("MQTT_PASSWORD").to_owned(),
-            )),
+            credentials: None,
+            certificate: true,
         }
     }
 
@@ -430,7 +476,7 @@ impl Stack {
         log: &Transcript,
     ) -> Result<Peer, Error> {
         let opts = self.client(id, rooms, persistent)?;
-        Peer::connect(self.mqtt_port(), name, id, opts, log).await
+        Peer::connect(&self.endpoint_for(&opts)?, name, id, opts, log).await
     }
 
     /// Stops the stack now.
@@ -728,9 +774,21 @@ pub struct Peer {
 pub struct ConnectOptions {
     /// cleanSession=false keeps the session (and queued QoS 1 messages) across connections.
     pub persistent: bool,
-    /// Username and password ([`Stack::client`], [`Stack::backend`]); anonymous when `None`
-    /// (which the local broker refuses).
+    /// Username and password ([`Stack::client`]); anonymous when `None` (which the local
+    /// broker refuses, unless `certificate`).
     pub credentials: Option<(String, String)>,
+    /// Sign in with the stack's backend client certificate on the certificate listener
+    /// ([`Stack::backend`]).
+    pub certificate: bool,
+}
+
+/// A broker listener on 127.0.0.1 and how to speak to it ([`Stack::endpoint_for`]).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The port.
+    pub port: u16,
+    /// TLS (roots, and a client certificate when the listener wants one); plain when `None`.
+    pub tls: Option<kit::ClientTls>,
 }
 
 impl ConnectOptions {
@@ -739,6 +797,7 @@ impl ConnectOptions {
         Self {
             persistent,
             credentials: Some((id.to_owned(), token.to_owned())),
+            certificate: false,
         }
     }
 
@@ -747,21 +806,27 @@ impl ConnectOptions {
         match &self.credentials {
             Some((_, pw)) if pw.starts_with("ct1.") => format!("a token, key {}", kid(pw)),
             Some((user, _)) => format!("user {user} and its password"),
+            None if self.certificate => "the backend's client certificate".to_owned(),
             None => "anonymous".to_owned(),
         }
     }
 }
 
 impl Peer {
-    /// Connects `id` to the broker on `port` and waits for the CONNACK.
+    /// Connects `id` to the broker at `endpoint` and waits for the CONNACK.
     pub async fn connect(
-        port: u16,
+        endpoint: &Endpoint,
         name: &str,
         id: &str,
         opts: ConnectOptions,
         log: &Transcript,
     ) -> Result<Self, Error> {
-        let mut mo = MqttOptions::new(id, "127.0.0.1", port);
+        let mut mo = MqttOptions::new(id, "127.0.0.1", endpoint.port);
+        if let Some(tls) = &endpoint.tls {
+            mo.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls.config()),
+            ));
+        }
         mo.set_clean_session(!opts.persistent);
         mo.set_keep_alive(Duration::from_secs(10));
         if let Some((u, p)) = &opts.credentials {

@@ -22,7 +22,11 @@ fn issue(stack: &Stack) -> Token {
 /// when refused.
 async fn sign_in(stack: &Stack, token: &Token, log: &Transcript) -> Option<String> {
     let options = ConnectOptions::token(ID, &token.token, false);
-    match Peer::connect(stack.mqtt_port(), "student", ID, options, log).await {
+    let endpoint = match stack.endpoint_for(&options) {
+        Ok(e) => e,
+        Err(e) => panic!("{e}"),
+    };
+    match Peer::connect(&endpoint, "student", ID, options, log).await {
         Ok(p) => {
             p.leave().await;
             None

@@ -60,7 +60,11 @@ async fn peer(name: &str, id: &str, rooms: &[&str], log: &Transcript) -> Peer {
 }
 
 async fn connect(name: &str, id: &str, options: ConnectOptions, log: &Transcript) -> Peer {
-    match Peer::connect(stack().mqtt_port(), name, id, options, log).await {
+    let endpoint = match stack().endpoint_for(&options) {
+        Ok(e) => e,
+        Err(e) => panic!("{e}"),
+    };
+    match Peer::connect(&endpoint, name, id, options, log).await {
         Ok(p) => p,
         Err(e) => panic!("{name} could not connect: {e}"),
     }
@@ -286,7 +290,11 @@ async fn a_student_cannot_forge_or_read_the_rules_and_lifecycle_topics() {
 
 /// The refusal a CONNECT gets (None when the broker accepted it).
 async fn refusal(id: &str, options: ConnectOptions, log: &Transcript) -> Option<String> {
-    match Peer::connect(stack().mqtt_port(), "intruder", id, options, log).await {
+    let endpoint = match stack().endpoint_for(&options) {
+        Ok(e) => e,
+        Err(e) => panic!("{e}"),
+    };
+    match Peer::connect(&endpoint, "intruder", id, options, log).await {
         Ok(p) => {
             p.kill();
             None
@@ -323,6 +331,7 @@ async fn a_student_cannot_sign_in_as_the_teacher_or_anonymously() {
     let teacher_without_password = ConnectOptions {
         persistent: false,
         credentials: Some((teacher_id.to_owned(), String::new())),
+        certificate: false,
     };
     let attempts = [
         ("anonymous", ConnectOptions::default()),
@@ -340,7 +349,12 @@ async fn a_student_cannot_sign_in_as_the_teacher_or_anonymously() {
         ),
         (
             "the backend's username with the student's token",
-            ConnectOptions::token(stack().var("MQTT_USERNAME"), &student_token, false),
+            ConnectOptions::token("backend", &student_token, false),
+        ),
+        (
+            // The backend has no password: only its client certificate signs it in.
+            "the backend's username and a password",
+            ConnectOptions::token("backend", "backend", false),
         ),
     ];
     for (how, options) in attempts {
@@ -455,8 +469,6 @@ async fn lifecycle_events_have_one_session_per_connection_and_report_takeover() 
     let is = |kind: &'static str| {
         move |m: &Msg| m.field("clientId") == id && m.field("eventType") == kind
     };
-    let port = stack().mqtt_port();
-
     // clean disconnect
     let p = peer("p", id, &["life-1"], &log).await;
     p.leave().await;
@@ -486,10 +498,7 @@ async fn lifecycle_events_have_one_session_per_connection_and_report_takeover() 
     let Some(c3) = watcher.expect(WAIT, is("connected")).await else {
         panic!("no connected event")
     };
-    let second = match Peer::connect(port, "second", id, client(id, &["life-1"]), &log).await {
-        Ok(p) => p,
-        Err(e) => panic!("{e}"),
-    };
+    let second = connect("second", id, client(id, &["life-1"]), &log).await;
     let Some(c4) = watcher.expect(WAIT, is("connected")).await else {
         panic!("no connected event for the takeover")
     };
@@ -634,7 +643,13 @@ async fn nothing_listens_beyond_loopback() {
         Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
         Err(e) => panic!("ss: {e}"),
     };
-    for key in ["MQTT_PORT", "MQTT_WS_PORT", "MOTO_PORT", "LOCAL_API_PORT"] {
+    for key in [
+        "MQTT_PORT",
+        "MQTT_CERT_PORT",
+        "MQTT_WS_PORT",
+        "MOTO_PORT",
+        "LOCAL_API_PORT",
+    ] {
         let port = s.var(key);
         let locals: Vec<&str> = out
             .lines()
@@ -672,7 +687,7 @@ async fn a_keepalive_expiry_emits_a_disconnected_event() {
     let id = "GID_student@@@271";
     // A raw MQTT 3.1.1 CONNECT with a 1 s keep-alive, then silence: no PINGREQ ever.
     let connect = raw_connect(id, "ka-1", 1);
-    let mut sock = match tokio::net::TcpStream::connect(("127.0.0.1", stack().mqtt_port())).await {
+    let mut sock = match stack().tls_stream(stack().mqtt_port()).await {
         Ok(s) => s,
         Err(e) => panic!("{e}"),
     };
@@ -733,7 +748,7 @@ async fn a_browser_client_over_websockets_gets_the_same_rules() {
     )
     .await;
     let port = stack().var("MQTT_WS_PORT").to_owned();
-    let mut sock = match tokio::net::TcpStream::connect(format!("127.0.0.1:{port}")).await {
+    let mut sock = match stack().tls_stream(port.parse().unwrap_or(0)).await {
         Ok(s) => s,
         Err(e) => panic!("{e}"),
     };

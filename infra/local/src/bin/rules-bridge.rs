@@ -1,7 +1,9 @@
 //! `rules-bridge`: the local stand-in for the IoT rules' SQS actions (see `local_stack::bridge`).
 //!
-//! Environment: `MQTT_URL` (`mqtt://127.0.0.1:<port>`), `MQTT_USERNAME`, `MQTT_PASSWORD`,
-//! `BRIDGE_CLIENT_ID` (default `classroom-rules-bridge`), `UPLINK_QUEUE_URL`,
+//! Environment: the broker and the backend identity exactly as the inflow reads them
+//! ([`kit::Env::mqtt_settings`]: `MQTT_URL`, `mqtts://` for the stack's certificate listener,
+//! and `MQTT_SECRET_ID`, the Secrets Manager secret with the backend's client certificate, or
+//! `MQTT_USERNAME` / `MQTT_PASSWORD` for a password broker), `BRIDGE_CLIENT_ID` (default `classroom-rules-bridge`), `UPLINK_QUEUE_URL`,
 //! `PRESENCE_QUEUE_URL`, `UPLINK_RECORD_TOPIC` (default `$classroom/uplink`),
 //! `PRESENCE_EVENT_TOPIC` (default `$aws/events/presence/#`, where the plugin publishes the
 //! lifecycle events as AWS IoT Core does), and the AWS SDK variables.
@@ -15,7 +17,8 @@ use local_stack::{bridge, shutdown};
 async fn main() -> ExitCode {
     kit::telemetry::init();
     let env = Env::process();
-    let settings = match settings(&env) {
+    let sdk = kit::aws::sdk_config().await;
+    let settings = match settings(&env, &sdk).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "bad configuration");
@@ -26,27 +29,22 @@ async fn main() -> ExitCode {
     let Ok(stop) = shutdown::on_signals() else {
         return ExitCode::FAILURE;
     };
-    let sqs = aws_sdk_sqs::Client::new(&kit::aws::sdk_config().await);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
     tracing::info!(routes = ?settings.routes, port = settings.port, "rules bridge starting");
     bridge::run(sqs, settings, stop).await;
     ExitCode::SUCCESS
 }
 
-fn settings(env: &Env) -> Result<bridge::BridgeSettings, kit::ConfigError> {
-    let url = env.required("MQTT_URL", "set it to mqtt://127.0.0.1:<port>")?;
-    let (host, port, _tls) = kit::mqtt::parse_url(&url).map_err(|e| kit::ConfigError::Invalid {
-        var: "MQTT_URL",
-        value: url.clone(),
-        problem: e.to_string(),
-    })?;
+async fn settings(
+    env: &Env,
+    sdk: &aws_config::SdkConfig,
+) -> Result<bridge::BridgeSettings, kit::ConfigError> {
+    let mqtt = env.mqtt_settings(sdk).await?;
     Ok(bridge::BridgeSettings {
-        host,
-        port,
-        username: env.required("MQTT_USERNAME", "the backend identity, e.g. backend")?,
-        password: env.required(
-            "MQTT_PASSWORD",
-            "the backend's password (see .run/stack.env)",
-        )?,
+        host: mqtt.host,
+        port: mqtt.port,
+        tls: mqtt.tls,
+        credentials: mqtt.credentials,
         client_id: env.or("BRIDGE_CLIENT_ID", "classroom-rules-bridge"),
         routes: vec![
             (

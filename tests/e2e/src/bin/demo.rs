@@ -32,8 +32,10 @@ async fn main() -> ExitCode {
         }
     };
     println!(
-        "== broker mqtt://127.0.0.1:{} (ws {}), moto {}, logs in {}/logs",
+        "== broker mqtts://127.0.0.1:{} (classroom clients, token sign-in), mqtts://127.0.0.1:{} (the \
+         backend's client certificate: inflow, rules bridge), {} (browsers), moto {}, logs in {}/logs",
         stack.mqtt_port(),
+        stack.var("MQTT_CERT_PORT"),
         stack.var("MQTT_WS_URL"),
         stack.var("AWS_ENDPOINT_URL"),
         dir.display()
