@@ -116,7 +116,9 @@ bench-mapping:
 	cargo bench -p outflow --bench mapping -- --noplot
 	$(if $(wildcard shared/mapping/benches/classroom.rs),cargo bench -p mapping --bench classroom -- --noplot)
 
-bench-inflow: deps
+# Inflow throughput over TLS with a client certificate and over plain MQTT, to one Mosquitto in
+# the same run, each against a raw rumqttc loop on the same transport, and the TLS/plain ratio.
+bench-inflow: apt
 	cargo bench -p inflow --bench throughput
 
 # DynamoDB calls per lifecycle event (target <= 2): counted by the presence function against
@@ -149,6 +151,14 @@ bench-cold: deps
 # fixture's sign-in).
 bench-authorizer-cold:
 	$(MAKE) --no-print-directory bench-cold BENCH_FUNCTIONS=authorizer
+
+# Issue 14's flood (1,000 chats from one student, another chatting every 200 ms) on fresh
+# local stacks: limits off (template ChatRateLimit=0, PUBLISH_PER_SECOND=0), moderation only, on:
+# chats reaching the room, rate_limited notices, the other student's latency p50 / max.
+.PHONY: bench-flood
+bench-flood: setup-local
+	$(LOCAL_BUILD)
+	$(LOCAL_BIN)/bench-flood
 
 bench: bench-mapping bench-inflow bench-presence bench-moderation bench-signin bench-cold
 
