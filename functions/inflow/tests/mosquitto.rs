@@ -14,6 +14,9 @@ use kit::{Env, MqttPublisher, MqttSettings};
 use rumqttc::v5::mqttbytes::QoS;
 use testkit::{BACKEND_PASSWORD, BACKEND_USER, Mosquitto, Subscriber, user_property};
 
+mod common;
+use common::chat_batch;
+
 fn fixture(name: &str) -> SqsEvent {
     let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -49,23 +52,6 @@ fn failed(resp: &aws_lambda_events::sqs::SqsBatchResponse) -> BTreeSet<String> {
         .iter()
         .map(|f| f.item_identifier.clone())
         .collect()
-}
-
-/// A downlink event of `n` chat messages to room 1, message IDs `m-<i>`.
-fn chat_batch(range: std::ops::Range<usize>) -> SqsEvent {
-    let records: Vec<serde_json::Value> = range
-        .map(|i| {
-            serde_json::json!({
-                "messageId": format!("sqs-{i}"),
-                "body": format!("{{\"msg\":\"n{i}\"}}"),
-                "messageAttributes": {
-                    "mqttSecondTopic": { "stringValue": "/message/1", "dataType": "String" },
-                    "mqttMessageId": { "stringValue": format!("m-{i}"), "dataType": "String" }
-                }
-            })
-        })
-        .collect();
-    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
 }
 
 /// A warm container frozen between invocations: the broker heard nothing from it and it heard

@@ -12,29 +12,14 @@
 
 use std::time::Duration;
 
-use aws_lambda_events::sqs::SqsEvent;
 use inflow::Function;
 use kit::Env;
 use testkit::certs::{BACKEND_IDENTITY, Ca, CertPair, Validity};
 use testkit::logs::Capture;
 use testkit::{Mosquitto, Moto, Subscriber, put_secret};
 
-/// A downlink event of `n` chat messages to room 1.
-fn chat_batch(n: usize) -> SqsEvent {
-    let records: Vec<serde_json::Value> = (0..n)
-        .map(|i| {
-            serde_json::json!({
-                "messageId": format!("sqs-{i}"),
-                "body": format!("{{\"msg\":\"n{i}\"}}"),
-                "messageAttributes": {
-                    "mqttSecondTopic": { "stringValue": "/message/1", "dataType": "String" },
-                    "mqttMessageId": { "stringValue": format!("m-{i}"), "dataType": "String" }
-                }
-            })
-        })
-        .collect();
-    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
-}
+mod common;
+use common::chat_batch;
 
 fn runtime() -> tokio::runtime::Runtime {
     // One thread: the log capture sees the connection task's lines too.
@@ -84,7 +69,7 @@ fn with_ca_pem_the_inflow_publishes_over_tls_as_its_certificate_identity() {
         &ca.client("GID_student@@@001"),
         &["room/message/1"],
     ));
-    let response = rt.block_on(function.handle(chat_batch(3))).unwrap();
+    let response = rt.block_on(function.handle(chat_batch(0..3))).unwrap();
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     let got = rt.block_on(student.drain(Duration::from_millis(500)));
     assert_eq!(got.len(), 3, "every chat delivered");
@@ -101,7 +86,7 @@ fn every_record_fails_retryable_saying(broker: &Mosquitto, secret_json: &str, wh
     let function = rt.block_on(inflow(&moto, broker, secret_json));
     let logs = Capture::default();
     let response = logs
-        .during(|| rt.block_on(function.handle(chat_batch(2))))
+        .during(|| rt.block_on(function.handle(chat_batch(0..2))))
         .unwrap();
     let failures = logs.reported_failures(
         response
