@@ -222,16 +222,7 @@ impl ModerationStore {
         let build = |err: aws_sdk_dynamodb::error::BuildError| {
             StoreError::new("BatchGetItem", &self.tables.presence, err.to_string())
         };
-        let enrolled = KeysAndAttributes::builder()
-            .keys(Item::from([
-                (e::CLIENT_ID.to_owned(), s(client.as_str())),
-                (e::ROOM_ID.to_owned(), s(room.as_str())),
-            ]))
-            .projection_expression("#e")
-            .expression_attribute_names("#e", e::EXPIRES_AT)
-            .consistent_read(true)
-            .build()
-            .map_err(build)?;
+        let enrolled = enrollment_key(room, client).map_err(build)?;
         let head = KeysAndAttributes::builder()
             .keys(Item::from([
                 (p::CLIENT_ID.to_owned(), s(client.as_str())),
@@ -242,20 +233,15 @@ impl ModerationStore {
             .consistent_read(true)
             .build()
             .map_err(build)?;
-        let found = self
-            .batch_get(HashMap::from([
-                (self.tables.enrollment.clone(), enrolled),
-                (self.tables.presence.clone(), head),
-            ]))
+        let (enrollment, head) = self
+            .one_of_each([
+                (&self.tables.enrollment, enrolled),
+                (&self.tables.presence, head),
+            ])
             .await?;
-        let first = |table: &str| found.get(table).and_then(|items| items.first());
         Ok(Standing {
-            enrollment_expires_at_s: first(&self.tables.enrollment).and_then(enrollment_expiry),
-            rooms: Some(
-                first(&self.tables.presence)
-                    .map(head_rooms)
-                    .unwrap_or_default(),
-            ),
+            enrollment_expires_at_s: enrollment.as_ref().and_then(enrollment_expiry),
+            rooms: Some(head.as_ref().map(head_rooms).unwrap_or_default()),
             ..Standing::default()
         })
     }
@@ -274,28 +260,34 @@ impl ModerationStore {
             .consistent_read(true)
             .build()
             .map_err(build)?;
-        let enrolled = KeysAndAttributes::builder()
-            .keys(Item::from([
-                (e::CLIENT_ID.to_owned(), s(client.as_str())),
-                (e::ROOM_ID.to_owned(), s(room.as_str())),
-            ]))
-            .projection_expression("#e")
-            .expression_attribute_names("#e", e::EXPIRES_AT)
-            .consistent_read(true)
-            .build()
-            .map_err(build)?;
-        let found = self
-            .batch_get(HashMap::from([
-                (self.tables.mute.clone(), mute),
-                (self.tables.enrollment.clone(), enrolled),
-            ]))
+        let enrolled = enrollment_key(room, client).map_err(build)?;
+        let (enrollment, mute) = self
+            .one_of_each([
+                (&self.tables.enrollment, enrolled),
+                (&self.tables.mute, mute),
+            ])
             .await?;
-        let first = |table: &str| found.get(table).and_then(|items| items.first());
         Ok(Standing {
-            enrollment_expires_at_s: first(&self.tables.enrollment).and_then(enrollment_expiry),
-            mute: first(&self.tables.mute).map(mute_state),
+            enrollment_expires_at_s: enrollment.as_ref().and_then(enrollment_expiry),
+            mute: mute.as_ref().map(mute_state),
             ..Standing::default()
         })
+    }
+
+    /// One item from each of two tables in one `BatchGetItem` (each `None` when absent).
+    async fn one_of_each(
+        &self,
+        [(first, a), (second, b)]: [(&String, KeysAndAttributes); 2],
+    ) -> Result<(Option<Item>, Option<Item>), StoreError> {
+        let mut found = self
+            .batch_get(HashMap::from([(first.clone(), a), (second.clone(), b)]))
+            .await?;
+        let mut take = |table: &String| {
+            found
+                .remove(table)
+                .and_then(|items| items.into_iter().next())
+        };
+        Ok((take(first), take(second)))
     }
 
     /// The `expiresAt` (seconds) of `client`'s enrollment in `room`; `None` without an item or
@@ -547,6 +539,22 @@ impl ModerationStore {
             .map_err(|err| StoreError::sdk("TransactWriteItems", &tables, &err))?;
         Ok(())
     }
+}
+
+/// The key of `client`'s enrollment item in `room`, its expiry projected, read consistently.
+fn enrollment_key(
+    room: &RoomId,
+    client: &ClientId,
+) -> Result<KeysAndAttributes, aws_sdk_dynamodb::error::BuildError> {
+    KeysAndAttributes::builder()
+        .keys(Item::from([
+            (e::CLIENT_ID.to_owned(), s(client.as_str())),
+            (e::ROOM_ID.to_owned(), s(room.as_str())),
+        ]))
+        .projection_expression("#e")
+        .expression_attribute_names("#e", e::EXPIRES_AT)
+        .consistent_read(true)
+        .build()
 }
 
 #[cfg(test)]
