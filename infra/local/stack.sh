@@ -248,6 +248,8 @@ persistence true
 persistence_location $STACK_DIR/mosquitto/
 max_queued_messages 100000
 max_inflight_messages 100
+# Small TLS records (handshake, CONNACK) would otherwise wait for delayed ACKs (40 ms each).
+set_tcp_nodelay true
 # stderr is unbuffered: the log file is current (stdout to a file is block-buffered)
 log_dest stderr
 log_type error

@@ -174,6 +174,7 @@ impl Stack {
         port: u16,
     ) -> Result<rumqttc::tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Error> {
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        tcp.set_nodelay(true)?;
         let connector = rumqttc::tokio_rustls::TlsConnector::from(self.tls(false)?.config());
         let name = rumqttc::tokio_rustls::rustls::pki_types::ServerName::try_from("127.0.0.1")
             .map_err(|e| Error::Mqtt(e.to_string()))?;
