@@ -174,12 +174,16 @@ FIXTURE ?= chat-from-student
 # --env-file, which overrides the fixture values) while `make up` runs; otherwise each
 # function's fixture-only environment, the [package.metadata.lambda.env] of its Cargo.toml,
 # pointing at what `make fixture-moto` serves (moto on 127.0.0.1:5055, Mosquitto on :5056).
+# cargo lambda's env-file parser refuses an unquoted value holding `=` (OUTFLOW_ROUTES is
+# `roomSend=<queue URL>`), so watch reads a copy with such values quoted (.run/watch.env).
 STACK_ENV := .run/stack.env
 stack_up = [ -f $(STACK_ENV) ] && [ -f .run/pids/moto.pid ] && kill -0 "$$(cat .run/pids/moto.pid)" 2>/dev/null
 
 watch: $(VENV)/bin/cargo-lambda
 	@if $(stack_up); then \
-	  echo "watch: the local stack's environment ($(STACK_ENV))"; env_file="--env-file $(STACK_ENV)"; \
+	  echo "watch: the local stack's environment ($(STACK_ENV))"; \
+	  sed -E 's/^([A-Za-z0-9_]+)=(.*=.*)$$/\1="\2"/' $(STACK_ENV) >.run/watch.env && chmod 600 .run/watch.env; \
+	  env_file="--env-file .run/watch.env"; \
 	else \
 	  echo "watch: the fixture-only environment of each function's Cargo.toml (start make fixture-moto; make up switches to the stack's)"; env_file=""; \
 	fi; \
