@@ -182,10 +182,13 @@ def main():
 
     # The functions' environment, as the template gives it to them (Globals + each function),
     # with Ref/Sub of queues and tables resolved to the local ones. Every function runs in the
-    # one local runner process, so the variables are merged; a clash would be a template bug.
+    # one local runner process, so the variables are merged; a variable the functions set to
+    # different values (each its own DEAD_LETTER_QUEUE_URL) is written once per function as
+    # <LOGICAL_ID>__<VAR> (INFLOW_FUNCTION__DEAD_LETTER_QUEUE_URL), which the runner's
+    # `Env::scoped` reads first for that function.
     refs = {k: env[snake(k) + "_URL"] for k in queues}
     refs.update({k: env[snake(k)] for k in tables})
-    fn_env = {}
+    per_fn = {}
     glob = ((tpl.get("Globals") or {}).get("Function") or {}).get("Environment", {}).get("Variables", {})
     blocks = [("Globals", glob)] + [
         (k, ((r.get("Properties") or {}).get("Environment") or {}).get("Variables") or {})
@@ -197,11 +200,16 @@ def main():
             except Unresolved as e:
                 print(f"env    {var:32} left to the local stack ({owner}: {e})", file=sys.stderr)
                 continue
-            if var in fn_env and fn_env[var] != value:
-                raise SystemExit(f"provision: {var} differs between functions ({fn_env[var]!r} vs {value!r})")
-            fn_env[var] = value
-    for var, value in fn_env.items():
-        env.setdefault(var, value)
+            per_fn.setdefault(var, {})[owner] = value
+    for var, owners in per_fn.items():
+        if len(set(owners.values())) == 1:
+            env.setdefault(var, next(iter(owners.values())))
+        else:
+            for owner, value in owners.items():
+                env.setdefault(f"{snake(owner)}__{var}", value)
+    # A shorter local visibility timeout shortens the retry backoff's cap with it.
+    if args.visibility_timeout is not None:
+        env["RETRY_BACKOFF_MAX_SECONDS"] = str(args.visibility_timeout)
     # The event source mapping's settings, for the local runner.
     for var, param in (("FUNCTION_TIMEOUT", "FunctionTimeout"), ("LOCAL_BATCH_SIZE", "BatchSize")):
         if params.get(param) is not None:

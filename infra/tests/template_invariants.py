@@ -44,11 +44,14 @@ PRESENCE_SQL = "SELECT * FROM '$aws/events/presence/+/+'"
 
 # The environment contract the Rust functions read at cold start.
 COMMON_ENV = {"RUST_LOG", "UPLINK_PARENTS", "DOWNLINK_PARENTS", "TOPIC_MAX_CHARS", "PAYLOAD_MAX_BYTES"}
+# What every SQS-triggered function reads to dead-letter and back off by itself.
+DEAD_LETTER_ENV = {"DEAD_LETTER_QUEUE_URL", "RETRY_BACKOFF_MAX_SECONDS", "MAX_RECEIVE_COUNT"}
 FUNCTION_ENV = {
-    "outflow": {"OUTFLOW_ROUTES"},
-    "inflow": {"MQTT_URL", "MQTT_CLIENT_ID_PREFIX", "MQTT_SECRET_ID", "MQTT_PUBLISH_TIMEOUT_MS"},
-    "presence": {"PRESENCE_TABLE", "ATTENDANCE_TABLE", "DOWNLINK_QUEUE_URL"},
+    "outflow": {"OUTFLOW_ROUTES", *DEAD_LETTER_ENV},
+    "inflow": {"MQTT_URL", "MQTT_CLIENT_ID_PREFIX", "MQTT_SECRET_ID", "MQTT_PUBLISH_TIMEOUT_MS", *DEAD_LETTER_ENV},
+    "presence": {"PRESENCE_TABLE", "ATTENDANCE_TABLE", "DOWNLINK_QUEUE_URL", *DEAD_LETTER_ENV},
     "moderation": {
+        *DEAD_LETTER_ENV,
         "MUTE_TABLE",
         "MEMBERSHIP_TABLE",
         "PRESENCE_TABLE",
@@ -952,6 +955,266 @@ def check_no_classroom_certificate_policy(t: Template) -> list[str]:
     return out
 
 
+# ------------------------------------------------------------------ dead-lettering by the functions
+
+# The only action a consumer's role may have on its own DLQ: it sends a permanent failure
+# there at once (with its classroom.failure attribute); reading, redriving and purging are
+# the operator's (the classroom CLI), not the function's.
+DEAD_LETTER_ACTIONS = {"sqs:SendMessage"}
+# The retry backoff shortens a record's visibility; this also authorizes
+# ChangeMessageVisibilityBatch, for which IAM has no action of its own.
+BACKOFF_ACTION = "sqs:ChangeMessageVisibility"
+
+
+def failure_queues(t: Template) -> set[str]:
+    """The queues that hold failures: every redrive target and every IoT rule error queue."""
+    return set(dead_letter_targets(t).values()) | rule_error_queues(t)
+
+
+def _same_number(t: Template, a: Any, b: Any) -> bool:
+    """Whether two numeric properties are the same number at every deployment: the same
+    parameter, or equal literals (a literal and a parameter can be told apart by an override)."""
+    ta, tb = target(a), target(b)
+    if ta or tb:
+        return ta == tb and ta is not None and parameter(t, ta) is not None
+    na, nb = number(t, a, "min"), number(t, b, "min")
+    return na is not None and na == nb
+
+
+def check_dead_lettering(t: Template) -> list[str]:
+    """Each SQS-triggered function dead-letters by itself into its source queue's DLQ (the
+    redrive target, derived from the template): DEAD_LETTER_QUEUE_URL is !Ref that DLQ, its
+    role may sqs:SendMessage there and nothing else, and on no other failure queue;
+    RETRY_BACKOFF_MAX_SECONDS is the source queue's visibility timeout (the cap of the
+    backoff), and the role may change visibility on the source queue."""
+    out = []
+    queues = resources(t, QUEUE)
+    redrives = dead_letter_targets(t)
+    failures = failure_queues(t)
+    # Who may touch which failure queue: a consumer its own DLQ, the IoT rules' role the rule
+    # error queues its error actions write to.
+    allowed: dict[str, set[str]] = {q: set() for q in failures}
+    for rule in resources(t, TOPIC_RULE).values():
+        err = ((props(rule).get("TopicRulePayload") or {}).get("ErrorAction") or {}).get("Sqs") or {}
+        eq, role = target(err.get("QueueUrl")), target(err.get("RoleArn"))
+        if eq in allowed and role:
+            allowed[eq].add(role)
+    events: dict[str, list[str]] = {}
+    for fid, name, ev, fprops in sqs_events(t):
+        events.setdefault(fid, []).append(name)
+        qid = target(ev.get("Queue"))
+        if qid not in queues:
+            continue  # check_visibility_timeouts reports it
+        dlq = redrives.get(qid)
+        if dlq not in queues:
+            out.append(f"{fid}.{name}: source queue {qid} has no dead-letter queue to send permanent failures to")
+            continue
+        env = (fprops.get("Environment") or {}).get("Variables") or {}
+        url = env.get("DEAD_LETTER_QUEUE_URL")
+        if url is None:
+            out.append(f"{fid}: lacks DEAD_LETTER_QUEUE_URL (!Ref {dlq}, the DLQ of its source queue {qid})")
+        elif url != {"Ref": dlq}:
+            out.append(f"{fid}: DEAD_LETTER_QUEUE_URL is {url!r}, not !Ref {dlq} (the DLQ of its source queue {qid})")
+        cap = env.get("RETRY_BACKOFF_MAX_SECONDS")
+        visibility = props(queues[qid]).get("VisibilityTimeout", SQS_DEFAULT_VISIBILITY)
+        if cap is None:
+            out.append(f"{fid}: lacks RETRY_BACKOFF_MAX_SECONDS (the VisibilityTimeout of {qid})")
+        elif not _same_number(t, cap, visibility):
+            out.append(
+                f"{fid}: RETRY_BACKOFF_MAX_SECONDS is {cap!r}, not the VisibilityTimeout of {qid} ({visibility!r}); "
+                "use the same parameter or the same literal for both"
+            )
+        receives = env.get("MAX_RECEIVE_COUNT")
+        policy_max = (props(queues[qid]).get("RedrivePolicy") or {}).get("maxReceiveCount")
+        if receives is None:
+            out.append(f"{fid}: lacks MAX_RECEIVE_COUNT (the maxReceiveCount of {qid})")
+        elif not _same_number(t, receives, policy_max):
+            out.append(
+                f"{fid}: MAX_RECEIVE_COUNT is {receives!r}, not the maxReceiveCount of {qid} ({policy_max!r}); "
+                "use the same parameter or the same literal for both"
+            )
+        rid = target(fprops.get("Role"))
+        if rid not in resources(t, "AWS::IAM::Role"):
+            out.append(f"{fid}: no explicit role of this template to check its dead-letter grants")
+            continue
+        grants = role_grants(t, rid)
+        on_dlq = {a for a, r in grants if r == dlq}
+        for a in sorted(DEAD_LETTER_ACTIONS - on_dlq):
+            out.append(f"role {rid}: lacks {a} on {dlq}, the DLQ {fid} sends permanent failures to")
+        for a in sorted(on_dlq - DEAD_LETTER_ACTIONS):
+            out.append(f"role {rid}: {a} on {dlq}; {fid} may only {sorted(DEAD_LETTER_ACTIONS)} there")
+        if (BACKOFF_ACTION, qid) not in grants:
+            out.append(f"role {rid}: lacks {BACKOFF_ACTION} on {qid}, which the retry backoff of {fid} needs")
+        allowed[dlq].add(rid)
+    for fid, names in sorted(events.items()):
+        if len(names) > 1:
+            out.append(f"{fid}: {len(names)} SQS event sources ({', '.join(names)}) but one DEAD_LETTER_QUEUE_URL")
+    for rid in resources(t, "AWS::IAM::Role"):
+        grants = role_grants(t, rid)
+        for q in sorted(failures):
+            actions = {a for a, r in grants if r == q}
+            if actions and rid not in allowed[q]:
+                out.append(
+                    f"role {rid}: may {sorted(actions)} on {q}, a failure queue only {sorted(allowed[q]) or 'nobody'} may write to"
+                )
+    return out
+
+
+# ------------------------------------------------------------------ alarms
+
+ALARM = "AWS::CloudWatch::Alarm"
+QUEUE_DEPTH_METRIC = "ApproximateNumberOfMessagesVisible"
+FUNCTION_METRICS = ("Errors", "Throttles")
+# Every alarm fires on the first occurrence (> 0 in one 60 s period); no data is OK.
+ALARM_SHAPE = {"Period": 60, "EvaluationPeriods": 1, "Threshold": 0}
+ALARM_TOPIC_PARAMETER = "AlarmTopicArn"
+ALARM_TOPIC_CONDITION = "HasAlarmTopic"
+ALARM_ACTIONS = {
+    "Fn::If": [ALARM_TOPIC_CONDITION, [{"Ref": ALARM_TOPIC_PARAMETER}], {"Ref": "AWS::NoValue"}]
+}
+
+
+def _dimension(p: dict, name: str) -> list[Any]:
+    """The values of an alarm's dimensions called ``name``."""
+    return [d.get("Value") for d in p.get("Dimensions") or [] if isinstance(d, dict) and d.get("Name") == name]
+
+
+def _alarm_shape(t: Template, aid: str, p: dict, statistic: str) -> list[str]:
+    out = []
+    if p.get("Statistic") != statistic:
+        out.append(f"alarm {aid}: Statistic is {p.get('Statistic')!r}, not {statistic}")
+    for key, wanted in ALARM_SHAPE.items():
+        value = p.get(key)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if number(t, value, "min") != wanted:
+            out.append(f"alarm {aid}: {key} is {value!r}, not {wanted}")
+    if p.get("ComparisonOperator") != "GreaterThanThreshold":
+        out.append(f"alarm {aid}: ComparisonOperator is {p.get('ComparisonOperator')!r}, not GreaterThanThreshold")
+    if p.get("TreatMissingData") != "notBreaching":
+        out.append(f"alarm {aid}: TreatMissingData is {p.get('TreatMissingData')!r}, not notBreaching")
+    if len(p.get("Dimensions") or []) != 1:
+        out.append(f"alarm {aid}: has {len(p.get('Dimensions') or [])} dimensions, not 1")
+    return out
+
+
+def dlq_cli_name(qid: str) -> str:
+    """The name the classroom CLI gives a DLQ: ``DownlinkDLQ`` -> ``downlink``."""
+    return (qid[: -len("DLQ")] if qid.endswith("DLQ") else qid).lower()
+
+
+def check_queue_alarms(t: Template) -> list[str]:
+    """Every failure queue (each DLQ and the IoT rules' error queue) has exactly one alarm on
+    its depth: ApproximateNumberOfMessagesVisible (QueueName = !GetAtt X.QueueName), Maximum
+    over 60 s > 0. A DLQ's alarm says which `classroom dlq` commands to run; the rule error
+    queue's names the rules whose error action it covers."""
+    out = []
+    queues = resources(t, QUEUE)
+    redrives = set(dead_letter_targets(t).values())
+    depth: dict[str, list[str]] = {}
+    for aid, alarm in resources(t, ALARM).items():
+        p = props(alarm)
+        if p.get("Namespace") != "AWS/SQS":
+            continue
+        if p.get("MetricName") != QUEUE_DEPTH_METRIC:
+            out.append(f"alarm {aid}: AWS/SQS metric {p.get('MetricName')!r}, not {QUEUE_DEPTH_METRIC}")
+            continue
+        values = _dimension(p, "QueueName")
+        value = values[0] if len(values) == 1 else None
+        qid = target(value)
+        if not (isinstance(value, dict) and value.get("Fn::GetAtt") == [qid, "QueueName"] and qid in queues):
+            out.append(f"alarm {aid}: dimension QueueName is {values!r}, not !GetAtt <queue>.QueueName of this template")
+            continue
+        depth.setdefault(qid, []).append(aid)
+        out.extend(_alarm_shape(t, aid, p, "Maximum"))
+    for qid in sorted(failure_queues(t) & set(queues)):
+        alarms = depth.get(qid, [])
+        if not alarms:
+            out.append(f"queue {qid} has no depth alarm ({QUEUE_DEPTH_METRIC} > 0)")
+        elif len(alarms) > 1:
+            out.append(f"queue {qid} has {len(alarms)} depth alarms ({', '.join(sorted(alarms))}), not exactly one")
+    for qid, alarms in sorted(depth.items()):
+        for aid in alarms:
+            text = " ".join(str(props(resources(t)[aid]).get("AlarmDescription") or "").split())
+            if qid in redrives:
+                name = dlq_cli_name(qid)
+                for cmd in (f"classroom dlq show {name}", f"classroom dlq redrive {name}"):
+                    if cmd not in text:
+                        out.append(f"alarm {aid}: AlarmDescription does not say to run `{cmd}`")
+            if qid in rule_error_queues(t):
+                for rid, rule in sorted(resources(t, TOPIC_RULE).items()):
+                    err = ((props(rule).get("TopicRulePayload") or {}).get("ErrorAction") or {}).get("Sqs") or {}
+                    if target(err.get("QueueUrl")) == qid and rid not in text:
+                        out.append(f"alarm {aid}: AlarmDescription does not name {rid}, whose error action writes to {qid}")
+    return out
+
+
+def check_function_alarms(t: Template) -> list[str]:
+    """Every function has exactly one Errors and one Throttles alarm (AWS/Lambda, FunctionName
+    = !Ref the function, Sum over 60 s > 0)."""
+    out = []
+    functions = resources(t, FUNCTION)
+    seen: dict[tuple[str, str], list[str]] = {}
+    for aid, alarm in resources(t, ALARM).items():
+        p = props(alarm)
+        if p.get("Namespace") != "AWS/Lambda":
+            continue
+        metric = p.get("MetricName")
+        if metric not in FUNCTION_METRICS:
+            out.append(f"alarm {aid}: AWS/Lambda metric {metric!r}, not one of {list(FUNCTION_METRICS)}")
+            continue
+        values = _dimension(p, "FunctionName")
+        value = values[0] if len(values) == 1 else None
+        fid = target(value)
+        if not (isinstance(value, dict) and value == {"Ref": fid} and fid in functions):
+            out.append(f"alarm {aid}: dimension FunctionName is {values!r}, not !Ref <function> of this template")
+            continue
+        seen.setdefault((fid, metric), []).append(aid)
+        out.extend(_alarm_shape(t, aid, p, "Sum"))
+    for fid in sorted(functions):
+        for metric in FUNCTION_METRICS:
+            alarms = seen.get((fid, metric), [])
+            if not alarms:
+                out.append(f"function {fid} has no {metric} alarm")
+            elif len(alarms) > 1:
+                out.append(f"function {fid} has {len(alarms)} {metric} alarms ({', '.join(sorted(alarms))}), not exactly one")
+    return out
+
+
+def check_alarm_actions(t: Template) -> list[str]:
+    """Every alarm exists whether or not a topic is given, says what it means, and notifies
+    AlarmTopicArn on ALARM and OK only under HasAlarmTopic (optional parameter, default empty)."""
+    out = []
+    param = parameter(t, ALARM_TOPIC_PARAMETER)
+    if param is None:
+        out.append(f"no parameter {ALARM_TOPIC_PARAMETER} for the alarms' SNS topic")
+    elif param.get("Type") != "String" or param.get("Default") != "":
+        out.append(f"parameter {ALARM_TOPIC_PARAMETER} must be an optional String (Default '')")
+    cond = (t.get("Conditions") or {}).get(ALARM_TOPIC_CONDITION)
+    wanted = [
+        {"Fn::Not": [{"Fn::Equals": [{"Ref": ALARM_TOPIC_PARAMETER}, ""]}]},
+        {"Fn::Not": [{"Fn::Equals": ["", {"Ref": ALARM_TOPIC_PARAMETER}]}]},
+    ]
+    if cond not in wanted:
+        out.append(f"condition {ALARM_TOPIC_CONDITION} is {cond!r}, not !Not [!Equals [!Ref {ALARM_TOPIC_PARAMETER}, '']]")
+    for aid, alarm in sorted(resources(t, ALARM).items()):
+        p = props(alarm)
+        if "Condition" in alarm:
+            out.append(f"alarm {aid}: has Condition {alarm['Condition']!r}; alarms exist with or without a topic")
+        for key in ("AlarmActions", "OKActions"):
+            if p.get(key) != ALARM_ACTIONS:
+                out.append(
+                    f"alarm {aid}: {key} is {p.get(key)!r}, not "
+                    f"!If [{ALARM_TOPIC_CONDITION}, [!Ref {ALARM_TOPIC_PARAMETER}], !Ref AWS::NoValue]"
+                )
+        description = p.get("AlarmDescription")
+        if not isinstance(description, str) or len(description.split()) < 5:
+            out.append(f"alarm {aid}: no AlarmDescription saying what it means and what to do")
+        elif len(description) > 1024:
+            out.append(f"alarm {aid}: AlarmDescription is {len(description)} characters, over CloudWatch's 1024")
+    return out
+
+
 # ------------------------------------------------------------------ crates
 
 
@@ -990,6 +1253,10 @@ CHECKS: list[Check] = [
     check_moderation_grants,
     check_secrets_hold_no_keys,
     check_no_classroom_certificate_policy,
+    check_dead_lettering,
+    check_queue_alarms,
+    check_function_alarms,
+    check_alarm_actions,
 ]
 
 

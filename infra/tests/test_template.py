@@ -443,6 +443,262 @@ def drop_the_rooms_cap(t: Template) -> None:
     del t["Resources"]["ModerationFunction"]["Properties"]["Environment"]["Variables"]["MAX_ROOMS_PER_CLIENT"]
 
 
+# ------------------------------------------------------------------ dead-lettering and alarms
+
+
+def test_each_queue_consumer_dead_letters_into_its_own_source_queues_dlq(template: Template) -> None:
+    # Derived from the template (event source -> queue -> redrive target), then pinned: the
+    # four pairs of the design, and one backoff cap, the queues' visibility parameter.
+    redrives = inv.dead_letter_targets(template)
+    pairs = {}
+    for fid, _, ev, fprops in inv.sqs_events(template):
+        env = fprops["Environment"]["Variables"]
+        pairs[fid] = (inv.target(ev["Queue"]), inv.target(env["DEAD_LETTER_QUEUE_URL"]))
+        assert env["DEAD_LETTER_QUEUE_URL"] == {"Ref": redrives[inv.target(ev["Queue"])]}
+        assert env["RETRY_BACKOFF_MAX_SECONDS"] == {"Ref": "QueueVisibilityTimeout"}
+    assert pairs == {
+        "OutflowFunction": ("UplinkQueue", "UplinkDLQ"),
+        "ModerationFunction": ("BackendQueue", "BackendDLQ"),
+        "PresenceFunction": ("PresenceQueue", "PresenceDLQ"),
+        "InflowFunction": ("DownlinkQueue", "DownlinkDLQ"),
+    }
+    assert inv.default(template, "QueueVisibilityTimeout") == 210
+
+
+def test_equal_literals_count_as_the_same_backoff_cap(template: Template) -> None:
+    t = copy.deepcopy(template)
+    t["Resources"]["PresenceQueue"]["Properties"]["VisibilityTimeout"] = 210
+    t["Resources"]["PresenceFunction"]["Properties"]["Environment"]["Variables"]["RETRY_BACKOFF_MAX_SECONDS"] = 210
+    assert inv.check_dead_lettering(t) == []
+
+
+def test_every_failure_queue_and_every_function_is_watched(template: Template) -> None:
+    alarms = inv.resources(template, inv.ALARM)
+    failures = inv.failure_queues(template)
+    assert failures == {"UplinkDLQ", "BackendDLQ", "DownlinkDLQ", "PresenceDLQ", "RuleErrorQueue"}
+    functions = inv.resources(template, inv.FUNCTION)
+    assert len(alarms) == len(failures) + len(inv.FUNCTION_METRICS) * len(functions)
+
+
+def _env(t: Template, fid: str) -> dict:
+    return t["Resources"][fid]["Properties"]["Environment"]["Variables"]
+
+
+def _alarm(t: Template, aid: str) -> dict:
+    return t["Resources"][aid]["Properties"]
+
+
+def moderation_dead_letters_into_the_uplink_dlq(t: Template) -> None:
+    _env(t, "ModerationFunction")["DEAD_LETTER_QUEUE_URL"] = {"Ref": "UplinkDLQ"}
+
+
+def dead_letter_url_is_an_arn(t: Template) -> None:
+    _env(t, "PresenceFunction")["DEAD_LETTER_QUEUE_URL"] = {"Fn::GetAtt": ["PresenceDLQ", "Arn"]}
+
+
+def drop_the_inflow_dead_letter_url(t: Template) -> None:
+    del _env(t, "InflowFunction")["DEAD_LETTER_QUEUE_URL"]
+
+
+def swap_two_redrive_targets(t: Template) -> None:
+    # The pairs come from the template: after this the outflow's DLQ is BackendDLQ.
+    up = t["Resources"]["UplinkQueue"]["Properties"]["RedrivePolicy"]
+    back = t["Resources"]["BackendQueue"]["Properties"]["RedrivePolicy"]
+    up["deadLetterTargetArn"], back["deadLetterTargetArn"] = back["deadLetterTargetArn"], up["deadLetterTargetArn"]
+
+
+def backoff_cap_literal(t: Template) -> None:
+    _env(t, "OutflowFunction")["RETRY_BACKOFF_MAX_SECONDS"] = 300
+
+
+def queue_visibility_literal(t: Template) -> None:
+    t["Resources"]["PresenceQueue"]["Properties"]["VisibilityTimeout"] = 300
+
+
+def drop_the_backoff_cap(t: Template) -> None:
+    del _env(t, "ModerationFunction")["RETRY_BACKOFF_MAX_SECONDS"]
+
+
+def receive_limit_literal(t: Template) -> None:
+    _env(t, "InflowFunction")["MAX_RECEIVE_COUNT"] = 3
+
+
+def drop_the_receive_limit(t: Template) -> None:
+    del _env(t, "PresenceFunction")["MAX_RECEIVE_COUNT"]
+
+
+def inflow_cannot_dead_letter(t: Template) -> None:
+    st = _role_statements(t, "InflowRole")
+    st[:] = [s for s in st if s.get("Sid") != "DeadLetterDownlink"]
+
+
+def moderation_sends_to_another_dlq(t: Template) -> None:
+    for st in _role_statements(t, "ModerationRole"):
+        if st.get("Sid") == "DeadLetterBackend":
+            st["Resource"] = [{"Fn::GetAtt": ["BackendDLQ", "Arn"]}, {"Fn::GetAtt": ["PresenceDLQ", "Arn"]}]
+
+
+def outflow_sends_rule_errors(t: Template) -> None:
+    _role_statements(t, "OutflowRole").append(
+        {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["RuleErrorQueue", "Arn"]}}
+    )
+
+
+def presence_reads_its_dlq(t: Template) -> None:
+    _role_statements(t, "PresenceRole").append(
+        {"Effect": "Allow", "Action": "sqs:ReceiveMessage", "Resource": {"Fn::GetAtt": ["PresenceDLQ", "Arn"]}}
+    )
+
+
+def token_sends_to_a_dlq(t: Template) -> None:
+    _role_statements(t, "TokenRole").append(
+        {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["DownlinkDLQ", "Arn"]}}
+    )
+
+
+def outflow_cannot_back_off(t: Template) -> None:
+    for st in _role_statements(t, "OutflowRole"):
+        if st.get("Sid") == "ConsumeUplink":
+            st["Action"] = [a for a in st["Action"] if a != "sqs:ChangeMessageVisibility"]
+
+
+def drop_a_dlq_alarm(t: Template) -> None:
+    del t["Resources"]["BackendDLQAlarm"]
+
+
+def duplicate_a_dlq_alarm(t: Template) -> None:
+    t["Resources"]["UplinkDLQAlarm2"] = copy.deepcopy(t["Resources"]["UplinkDLQAlarm"])
+
+
+def drop_the_rule_error_alarm(t: Template) -> None:
+    del t["Resources"]["RuleErrorQueueAlarm"]
+
+
+def dlq_alarm_on_the_source_queue(t: Template) -> None:
+    _alarm(t, "PresenceDLQAlarm")["Dimensions"][0]["Value"] = {"Fn::GetAtt": ["PresenceQueue", "QueueName"]}
+
+
+def dlq_alarm_by_arn(t: Template) -> None:
+    _alarm(t, "DownlinkDLQAlarm")["Dimensions"][0]["Value"] = {"Fn::GetAtt": ["DownlinkDLQ", "Arn"]}
+
+
+def dlq_alarm_on_the_average(t: Template) -> None:
+    _alarm(t, "UplinkDLQAlarm")["Statistic"] = "Average"
+
+
+def dlq_alarm_threshold_5(t: Template) -> None:
+    _alarm(t, "BackendDLQAlarm")["Threshold"] = 5
+
+
+def dlq_alarm_missing_data_breaching(t: Template) -> None:
+    _alarm(t, "PresenceDLQAlarm")["TreatMissingData"] = "breaching"
+
+
+def dlq_alarm_over_five_minutes(t: Template) -> None:
+    _alarm(t, "DownlinkDLQAlarm")["Period"] = 300
+
+
+def dlq_alarm_without_the_cli(t: Template) -> None:
+    _alarm(t, "DownlinkDLQAlarm")["AlarmDescription"] = "Messages in the downlink DLQ: look at them and redrive them."
+
+
+def rule_error_alarm_forgets_a_rule(t: Template) -> None:
+    p = _alarm(t, "RuleErrorQueueAlarm")
+    p["AlarmDescription"] = " ".join(p["AlarmDescription"].replace("PresenceRule", "the other rule").split())
+
+
+def drop_a_throttles_alarm(t: Template) -> None:
+    del t["Resources"]["TokenThrottlesAlarm"]
+
+
+def errors_alarm_by_arn(t: Template) -> None:
+    _alarm(t, "AuthorizerErrorsAlarm")["Dimensions"][0]["Value"] = {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
+
+
+def errors_alarm_on_the_maximum(t: Template) -> None:
+    _alarm(t, "InflowErrorsAlarm")["Statistic"] = "Maximum"
+
+
+def duplicate_an_errors_alarm(t: Template) -> None:
+    t["Resources"]["OutflowErrorsAlarm2"] = copy.deepcopy(t["Resources"]["OutflowErrorsAlarm"])
+
+
+def a_function_without_alarms(t: Template) -> None:
+    t["Resources"]["PresenceQueryTwoFunction"] = copy.deepcopy(t["Resources"]["PresenceQueryFunction"])
+
+
+def alarm_always_notifies(t: Template) -> None:
+    _alarm(t, "ModerationThrottlesAlarm")["AlarmActions"] = [{"Ref": "AlarmTopicArn"}]
+
+
+def alarm_without_ok_actions(t: Template) -> None:
+    del _alarm(t, "PresenceDLQAlarm")["OKActions"]
+
+
+def alarm_only_with_a_topic(t: Template) -> None:
+    t["Resources"]["UplinkDLQAlarm"]["Condition"] = "HasAlarmTopic"
+
+
+def alarm_without_description(t: Template) -> None:
+    del _alarm(t, "PresenceQueryErrorsAlarm")["AlarmDescription"]
+
+
+def condition_inverted(t: Template) -> None:
+    t["Conditions"]["HasAlarmTopic"] = {"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}
+
+
+def alarm_topic_required(t: Template) -> None:
+    del t["Parameters"]["AlarmTopicArn"]["Default"]
+
+
+DEAD_LETTER_MUTATIONS: list[tuple[Callable[[Template], None], Callable[[Template], list[str]], str]] = [
+    (moderation_dead_letters_into_the_uplink_dlq, inv.check_dead_lettering, "ModerationFunction: DEAD_LETTER_QUEUE_URL is {'Ref': 'UplinkDLQ'}, not !Ref BackendDLQ"),
+    (dead_letter_url_is_an_arn, inv.check_dead_lettering, "PresenceFunction: DEAD_LETTER_QUEUE_URL is {'Fn::GetAtt': ['PresenceDLQ', 'Arn']}"),
+    (drop_the_inflow_dead_letter_url, inv.check_dead_lettering, "InflowFunction: lacks DEAD_LETTER_QUEUE_URL (!Ref DownlinkDLQ"),
+    (drop_the_inflow_dead_letter_url, inv.check_environment, "InflowFunction: environment variable DEAD_LETTER_QUEUE_URL is missing"),
+    (swap_two_redrive_targets, inv.check_dead_lettering, "OutflowFunction: DEAD_LETTER_QUEUE_URL is {'Ref': 'UplinkDLQ'}, not !Ref BackendDLQ"),
+    (swap_two_redrive_targets, inv.check_dead_lettering, "role OutflowRole: lacks sqs:SendMessage on BackendDLQ"),
+    (backoff_cap_literal, inv.check_dead_lettering, "OutflowFunction: RETRY_BACKOFF_MAX_SECONDS is 300, not the VisibilityTimeout of UplinkQueue"),
+    (queue_visibility_literal, inv.check_dead_lettering, "PresenceFunction: RETRY_BACKOFF_MAX_SECONDS is {'Ref': 'QueueVisibilityTimeout'}, not the VisibilityTimeout of PresenceQueue (300)"),
+    (drop_the_backoff_cap, inv.check_dead_lettering, "ModerationFunction: lacks RETRY_BACKOFF_MAX_SECONDS"),
+    (receive_limit_literal, inv.check_dead_lettering, "InflowFunction: MAX_RECEIVE_COUNT is 3, not the maxReceiveCount of DownlinkQueue"),
+    (drop_the_receive_limit, inv.check_dead_lettering, "PresenceFunction: lacks MAX_RECEIVE_COUNT"),
+    (inflow_cannot_dead_letter, inv.check_dead_lettering, "role InflowRole: lacks sqs:SendMessage on DownlinkDLQ"),
+    (moderation_sends_to_another_dlq, inv.check_dead_lettering, "role ModerationRole: may ['sqs:SendMessage'] on PresenceDLQ"),
+    (outflow_sends_rule_errors, inv.check_dead_lettering, "role OutflowRole: may ['sqs:SendMessage'] on RuleErrorQueue, a failure queue only ['IotRuleRole']"),
+    (presence_reads_its_dlq, inv.check_dead_lettering, "role PresenceRole: sqs:ReceiveMessage on PresenceDLQ; PresenceFunction may only ['sqs:SendMessage']"),
+    (token_sends_to_a_dlq, inv.check_dead_lettering, "role TokenRole: may ['sqs:SendMessage'] on DownlinkDLQ, a failure queue only ['InflowRole']"),
+    (outflow_cannot_back_off, inv.check_dead_lettering, "role OutflowRole: lacks sqs:ChangeMessageVisibility on UplinkQueue"),
+]
+
+
+ALARM_MUTATIONS: list[tuple[Callable[[Template], None], Callable[[Template], list[str]], str]] = [
+    (drop_a_dlq_alarm, inv.check_queue_alarms, "queue BackendDLQ has no depth alarm"),
+    (duplicate_a_dlq_alarm, inv.check_queue_alarms, "queue UplinkDLQ has 2 depth alarms (UplinkDLQAlarm, UplinkDLQAlarm2)"),
+    (drop_the_rule_error_alarm, inv.check_queue_alarms, "queue RuleErrorQueue has no depth alarm"),
+    (dlq_alarm_on_the_source_queue, inv.check_queue_alarms, "queue PresenceDLQ has no depth alarm"),
+    (dlq_alarm_by_arn, inv.check_queue_alarms, "alarm DownlinkDLQAlarm: dimension QueueName is"),
+    (dlq_alarm_on_the_average, inv.check_queue_alarms, "alarm UplinkDLQAlarm: Statistic is 'Average', not Maximum"),
+    (dlq_alarm_threshold_5, inv.check_queue_alarms, "alarm BackendDLQAlarm: Threshold is 5, not 0"),
+    (dlq_alarm_missing_data_breaching, inv.check_queue_alarms, "alarm PresenceDLQAlarm: TreatMissingData is 'breaching'"),
+    (dlq_alarm_over_five_minutes, inv.check_queue_alarms, "alarm DownlinkDLQAlarm: Period is 300, not 60"),
+    (dlq_alarm_without_the_cli, inv.check_queue_alarms, "alarm DownlinkDLQAlarm: AlarmDescription does not say to run `classroom dlq show downlink`"),
+    (rule_error_alarm_forgets_a_rule, inv.check_queue_alarms, "alarm RuleErrorQueueAlarm: AlarmDescription does not name PresenceRule"),
+    (drop_a_throttles_alarm, inv.check_function_alarms, "function TokenFunction has no Throttles alarm"),
+    (errors_alarm_by_arn, inv.check_function_alarms, "function AuthorizerFunction has no Errors alarm"),
+    (errors_alarm_by_arn, inv.check_function_alarms, "alarm AuthorizerErrorsAlarm: dimension FunctionName is"),
+    (errors_alarm_on_the_maximum, inv.check_function_alarms, "alarm InflowErrorsAlarm: Statistic is 'Maximum', not Sum"),
+    (duplicate_an_errors_alarm, inv.check_function_alarms, "function OutflowFunction has 2 Errors alarms"),
+    (a_function_without_alarms, inv.check_function_alarms, "function PresenceQueryTwoFunction has no Errors alarm"),
+    (alarm_always_notifies, inv.check_alarm_actions, "alarm ModerationThrottlesAlarm: AlarmActions is [{'Ref': 'AlarmTopicArn'}]"),
+    (alarm_without_ok_actions, inv.check_alarm_actions, "alarm PresenceDLQAlarm: OKActions is None"),
+    (alarm_only_with_a_topic, inv.check_alarm_actions, "alarm UplinkDLQAlarm: has Condition 'HasAlarmTopic'"),
+    (alarm_without_description, inv.check_alarm_actions, "alarm PresenceQueryErrorsAlarm: no AlarmDescription"),
+    (condition_inverted, inv.check_alarm_actions, "condition HasAlarmTopic is"),
+    (alarm_topic_required, inv.check_alarm_actions, "parameter AlarmTopicArn must be an optional String"),
+]
+
+
 MODERATION_MUTATIONS: list[tuple[Callable[[Template], None], Callable[[Template], list[str]], str]] = [
     (chat_rate_without_ttl, inv.check_tables, "ChatRateTable: TTL on expiresAt is not enabled"),
     (moderation_reads_chat_rate, inv.check_moderation_grants, "dynamodb:GetItem on ChatRateTable is more than it needs"),
@@ -526,6 +782,8 @@ MUTATIONS: list[tuple[Callable[[Template], None], Callable[[Template], list[str]
     (drop_an_output, inv.check_outputs, "PresenceDLQ has no output"),
     *SIGN_IN_MUTATIONS,
     *MODERATION_MUTATIONS,
+    *DEAD_LETTER_MUTATIONS,
+    *ALARM_MUTATIONS,
 ]
 
 

@@ -23,7 +23,8 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use kit::{
-    BatchError, ConfigError, Env, Fanout, MqttPublisher, PublishError, RecordError, process_batch,
+    BatchError, ConfigError, Env, Fanout, MqttPublisher, PublishError, RecordError, Settler,
+    process_batch,
 };
 use mapping::{AttrValue, DownlinkMessage, Publish, RulesConfig, downlink_to_publish};
 use tracing::info;
@@ -32,6 +33,7 @@ use tracing::info;
 pub struct Function {
     rules: RulesConfig,
     publisher: MqttPublisher,
+    settler: Option<Settler>,
 }
 
 /// An SQS message as a §4.3 downlink message (body and attributes).
@@ -63,7 +65,22 @@ fn publish_error(e: PublishError) -> RecordError {
 impl Function {
     /// Builds the function from its parts.
     pub fn new(rules: RulesConfig, publisher: MqttPublisher) -> Self {
-        Self { rules, publisher }
+        Self {
+            rules,
+            publisher,
+            settler: None,
+        }
+    }
+
+    /// The same function settling its failed records with `settler` (dead letters with their
+    /// reason, retries after backoff); [`Function::from_env_with`] builds one from the
+    /// environment ([`kit::Settler::from_env`]).
+    #[must_use]
+    pub fn with_settler(self, settler: Settler) -> Self {
+        Self {
+            settler: Some(settler),
+            ..self
+        }
     }
 
     /// Builds the function from the environment: the rules and the MQTT settings (see
@@ -75,7 +92,8 @@ impl Function {
         let rules = env.rules()?;
         let settings = env.mqtt_settings(sdk).await?;
         info!(?settings, "inflow configured");
-        Ok(Self::new(rules, MqttPublisher::new(settings)))
+        Ok(Self::new(rules, MqttPublisher::new(settings))
+            .with_settler(Settler::from_env(env, sdk, "inflow")?))
     }
 
     /// Builds the function from the process environment (cold start).
@@ -90,9 +108,9 @@ impl Function {
 
     /// Handles one batch of downlink messages: all publishes are pipelined on the one
     /// connection, and each record's outcome waits for its own acknowledgement.
-    pub async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, BatchError> {
+    pub async fn handle(&self, mut event: SqsEvent) -> Result<SqsBatchResponse, BatchError> {
         let now = kit::now_ms();
-        process_batch(&event, |records| async move {
+        process_batch(&mut event, self.settler.as_ref(), |records| async move {
             let mut fanout = Fanout::new(records.len());
             for record in &records {
                 let message = downlink_message(record.message);

@@ -63,7 +63,7 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use kit::{
-    BatchError, ConfigError, Env, Fanout, OutgoingMessage, Record, RecordError, SqsSender,
+    BatchError, ConfigError, Env, Fanout, OutgoingMessage, Record, RecordError, Settler, SqsSender,
     process_batch,
 };
 use mapping::classroom::moderation::{
@@ -85,6 +85,7 @@ pub struct Function {
     downlink_queue_url: String,
     rule: Moderation,
     rules: RulesConfig,
+    settler: Option<Settler>,
 }
 
 /// A store failure at the record boundary: always worth a retry.
@@ -107,6 +108,18 @@ impl Function {
             downlink_queue_url,
             rule,
             rules,
+            settler: None,
+        }
+    }
+
+    /// The same function settling its failed records with `settler` (dead letters with their
+    /// reason, retries after backoff); [`Function::from_env_with`] builds one from the
+    /// environment ([`kit::Settler::from_env`]).
+    #[must_use]
+    pub fn with_settler(self, settler: Settler) -> Self {
+        Self {
+            settler: Some(settler),
+            ..self
         }
     }
 
@@ -218,7 +231,8 @@ impl Function {
                 .with_chat_rate(chat_rate)
                 .with_max_rooms(max_rooms),
             rules,
-        ))
+        )
+        .with_settler(Settler::from_env(env, sdk, "moderation")?))
     }
 
     /// Builds the function from the process environment (cold start).
@@ -227,8 +241,8 @@ impl Function {
     }
 
     /// Handles one batch of backend messages (see the crate docs).
-    pub async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, BatchError> {
-        process_batch(&event, |records| async move {
+    pub async fn handle(&self, mut event: SqsEvent) -> Result<SqsBatchResponse, BatchError> {
+        process_batch(&mut event, self.settler.as_ref(), |records| async move {
             let now_ms = kit::now_ms();
             let mut fanout = Fanout::new(records.len());
             for record in &records {

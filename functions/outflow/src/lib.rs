@@ -12,7 +12,9 @@
 use std::borrow::Cow;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use kit::{BatchError, ConfigError, Env, Fanout, OutgoingMessage, SqsSender, process_batch};
+use kit::{
+    BatchError, ConfigError, Env, Fanout, OutgoingMessage, Settler, SqsSender, process_batch,
+};
 use mapping::{BackendMessage, Routes, RulesConfig, map_uplink_body};
 use tracing::debug;
 
@@ -22,6 +24,7 @@ pub struct Function {
     rules: RulesConfig,
     routes: Routes,
     sender: SqsSender,
+    settler: Option<Settler>,
 }
 
 /// A §4.2 message as an SQS message with exactly the §4.2 attributes.
@@ -43,6 +46,18 @@ impl Function {
             rules,
             routes,
             sender,
+            settler: None,
+        }
+    }
+
+    /// The same function settling its failed records with `settler` (dead letters with their
+    /// reason, retries after backoff); [`Function::from_env_with`] builds one from the
+    /// environment ([`kit::Settler::from_env`]).
+    #[must_use]
+    pub fn with_settler(self, settler: Settler) -> Self {
+        Self {
+            settler: Some(settler),
+            ..self
         }
     }
 
@@ -59,11 +74,10 @@ impl Function {
             value: spec.clone(),
             problem: e.to_string(),
         })?;
-        Ok(Self::new(
-            rules,
-            routes,
-            SqsSender::new(aws_sdk_sqs::Client::new(sdk)),
-        ))
+        Ok(
+            Self::new(rules, routes, SqsSender::new(aws_sdk_sqs::Client::new(sdk)))
+                .with_settler(Settler::from_env(env, sdk, "outflow")?),
+        )
     }
 
     /// Builds the function from the process environment (cold start).
@@ -72,8 +86,8 @@ impl Function {
     }
 
     /// Handles one batch of uplink records.
-    pub async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, BatchError> {
-        process_batch(&event, |records| async move {
+    pub async fn handle(&self, mut event: SqsEvent) -> Result<SqsBatchResponse, BatchError> {
+        process_batch(&mut event, self.settler.as_ref(), |records| async move {
             // Map every record; send the good ones grouped by destination queue.
             let mut fanout = Fanout::new(records.len());
             for record in &records {

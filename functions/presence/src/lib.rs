@@ -40,8 +40,8 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use kit::{
-    BatchError, ConfigError, Env, Outcome, OutgoingMessage, RecordError, SendError, SqsSender,
-    each_record, process_batch,
+    BatchError, ConfigError, Env, Outcome, OutgoingMessage, RecordError, SendError, Settler,
+    SqsSender, each_record, process_batch,
 };
 use mapping::classroom::presence::{Admission, Rule, Snapshot, Step, admit};
 use mapping::{ClientId, LifecycleEvent, Notice, RulesConfig, Transition};
@@ -101,6 +101,7 @@ pub struct Function {
     /// Now, ms since the epoch, read once per batch: judges whether an event is older than
     /// the retention.
     clock: fn() -> u64,
+    settler: Option<Settler>,
 }
 
 /// Wait before attempt `attempt + 1`: exponential from 10 ms, with jitter so two containers
@@ -126,6 +127,18 @@ impl Function {
             downlink_queue_url,
             rules,
             clock: kit::now_ms,
+            settler: None,
+        }
+    }
+
+    /// The same function settling its failed records with `settler` (dead letters with their
+    /// reason, retries after backoff); [`Function::from_env_with`] builds one from the
+    /// environment ([`kit::Settler::from_env`]).
+    #[must_use]
+    pub fn with_settler(self, settler: Settler) -> Self {
+        Self {
+            settler: Some(settler),
+            ..self
         }
     }
 
@@ -149,7 +162,8 @@ impl Function {
             SqsSender::new(aws_sdk_sqs::Client::new(sdk)),
             downlink,
             rules,
-        ))
+        )
+        .with_settler(Settler::from_env(env, sdk, "presence")?))
     }
 
     /// Builds the function from the process environment (cold start).
@@ -165,9 +179,9 @@ impl Function {
     /// Handles one batch of lifecycle events, one record after the other (events of one
     /// client must be applied in turn; the version lock covers other containers). The clock
     /// is read once, for the whole batch.
-    pub async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, BatchError> {
+    pub async fn handle(&self, mut event: SqsEvent) -> Result<SqsBatchResponse, BatchError> {
         let now_ms = (self.clock)();
-        process_batch(&event, |records| async move {
+        process_batch(&mut event, self.settler.as_ref(), |records| async move {
             each_record(&records, |record| {
                 self.handle_record(record.message, now_ms)
             })

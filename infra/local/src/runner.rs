@@ -15,8 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::encodings::Base64Data;
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use tracing::{error, info, warn};
 
@@ -78,47 +77,6 @@ impl Default for RunnerSettings {
             region: "us-east-1".into(),
         }
     }
-}
-
-/// Converts a received SQS message into the record Lambda would deliver.
-pub fn to_record(m: &aws_sdk_sqs::types::Message, queue_arn: &str, region: &str) -> SqsMessage {
-    let mut r = SqsMessage::default();
-    r.message_id = m.message_id().map(str::to_owned);
-    r.receipt_handle = m.receipt_handle().map(str::to_owned);
-    r.body = m.body().map(str::to_owned);
-    r.md5_of_body = m.md5_of_body().map(str::to_owned);
-    r.md5_of_message_attributes = m.md5_of_message_attributes().map(str::to_owned);
-    r.attributes = m
-        .attributes()
-        .map(|a| {
-            a.iter()
-                .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    r.message_attributes = m
-        .message_attributes()
-        .map(|attrs| {
-            attrs
-                .iter()
-                .map(|(k, v)| {
-                    let mut a = SqsMessageAttribute::default();
-                    a.string_value = v.string_value().map(str::to_owned);
-                    a.binary_value = v.binary_value().map(|b| {
-                        let mut d = Base64Data::default();
-                        d.extend_from_slice(b.as_ref());
-                        d
-                    });
-                    a.data_type = Some(v.data_type().to_owned());
-                    (k.clone(), a)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    r.event_source = Some("aws:sqs".into());
-    r.event_source_arn = Some(queue_arn.to_owned());
-    r.aws_region = Some(region.to_owned());
-    r
 }
 
 /// Which message IDs of the batch failed, per Lambda's rules for a partial batch response:
@@ -193,7 +151,7 @@ pub async fn poll(
         let mut event = SqsEvent::default();
         event.records = messages
             .iter()
-            .map(|m| to_record(m, &queue_arn, &settings.region))
+            .map(|m| kit::batch::record_of(m, &queue_arn, &settings.region))
             .collect();
         let size = event.records.len();
         let records = event.records.clone();

@@ -18,7 +18,7 @@ use mapping::MappingError;
 #[cfg(feature = "lambda")]
 mod driver;
 #[cfg(feature = "lambda")]
-pub use driver::{BatchError, Record, each_record, process_batch};
+pub use driver::{BatchError, Record, Settler, each_record, process_batch, record_of};
 
 /// A boxed error source.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;

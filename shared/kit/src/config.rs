@@ -52,12 +52,29 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default)]
 pub struct Env {
     overrides: Option<HashMap<String, String>>,
+    /// Variables named `<scope>__<VAR>` take precedence over `<VAR>`.
+    scope: Option<String>,
 }
 
 impl Env {
     /// The process environment.
     pub fn process() -> Self {
-        Self { overrides: None }
+        Self {
+            overrides: None,
+            scope: None,
+        }
+    }
+
+    /// The same variables seen by one function of several sharing a process (the local
+    /// runner): `<scope>__<VAR>` (e.g. `INFLOW_FUNCTION__DEAD_LETTER_QUEUE_URL`), when set,
+    /// stands for `<VAR>`. The local stack writes a function's own value this way whenever
+    /// the template gives functions different values of one variable.
+    #[must_use]
+    pub fn scoped(&self, scope: &str) -> Self {
+        Self {
+            overrides: self.overrides.clone(),
+            scope: Some(scope.to_owned()),
+        }
     }
 
     /// A fixed set of variables (tests, local hosts).
@@ -70,11 +87,20 @@ impl Env {
                     .map(|(k, v)| (k.into(), v.into()))
                     .collect(),
             ),
+            scope: None,
         }
     }
 
     /// A variable's value; an empty value counts as unset.
     pub fn get(&self, var: &str) -> Option<String> {
+        let scoped = self
+            .scope
+            .as_ref()
+            .and_then(|scope| self.raw(&format!("{scope}__{var}")));
+        scoped.or_else(|| self.raw(var))
+    }
+
+    fn raw(&self, var: &str) -> Option<String> {
         let v = match &self.overrides {
             Some(map) => map.get(var).cloned(),
             None => std::env::var(var).ok(),
@@ -344,6 +370,30 @@ impl Env {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scoped_variable_stands_for_the_plain_one_in_its_scope_only() {
+        let env = Env::from_map([
+            ("DEAD_LETTER_QUEUE_URL", "shared"),
+            ("INFLOW_FUNCTION__DEAD_LETTER_QUEUE_URL", "inflow's"),
+            ("OUTFLOW_FUNCTION__DEAD_LETTER_QUEUE_URL", " "),
+        ]);
+        let get = |e: &Env| e.get("DEAD_LETTER_QUEUE_URL");
+        assert_eq!(get(&env).as_deref(), Some("shared"));
+        assert_eq!(
+            get(&env.scoped("INFLOW_FUNCTION")).as_deref(),
+            Some("inflow's")
+        );
+        // Blank counts as unset, so the plain value shows through.
+        assert_eq!(
+            get(&env.scoped("OUTFLOW_FUNCTION")).as_deref(),
+            Some("shared")
+        );
+        assert_eq!(
+            get(&env.scoped("PRESENCE_FUNCTION")).as_deref(),
+            Some("shared")
+        );
+    }
 
     #[cfg(feature = "mqtt")]
     #[tokio::test]

@@ -6,6 +6,9 @@
 //!   the items it sends, sends the good ones in groups and puts each result back on its
 //!   record. With `lambda`: the SQS batch driver (`process_batch`), a batch in, an
 //!   `SqsBatchResponse` out with exactly the failed records, one span per record.
+//! - [`deadletter`]: the pure policy for failed records: a permanent failure goes to the
+//!   DLQ at once with a `classroom.failure` attribute saying why, a retryable one comes back
+//!   after a capped exponential backoff (the driver's `Settler` applies it, over SQS).
 //! - `sqs` (`sqs`): the SQS sender, `SendMessageBatch` in chunks of 10 (and 256 KiB), each
 //!   entry's failure mapped back to its message.
 //! - `mqtt` (`mqtt`): the MQTT 5 publisher over `rumqttc`: one connection per container, a
@@ -32,6 +35,7 @@
 pub mod aws;
 pub mod batch;
 pub mod config;
+pub mod deadletter;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "mqtt")]
@@ -44,7 +48,7 @@ pub mod start;
 pub mod telemetry;
 
 #[cfg(feature = "lambda")]
-pub use batch::{BatchError, Record, each_record, process_batch};
+pub use batch::{BatchError, Record, Settler, each_record, process_batch};
 pub use batch::{Fanout, Outcome, RecordError};
 pub use config::{ConfigError, Env};
 #[cfg(feature = "mqtt")]

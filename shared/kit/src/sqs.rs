@@ -8,6 +8,7 @@ use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use tracing::debug;
 
 use crate::batch::RecordError;
+use crate::deadletter::{Attribute, Attributes};
 
 /// Most entries in one `SendMessageBatch` call (an SQS limit).
 pub const MAX_BATCH_ENTRIES: usize = 10;
@@ -129,6 +130,38 @@ fn entry(id: usize, m: &OutgoingMessage) -> Result<SendMessageBatchRequestEntry,
         .map_err(|e| SendError::Build(e.to_string()))
 }
 
+/// An attribute as the SDK sends it, whatever its type.
+pub fn sdk_attribute(a: &Attribute) -> Result<MessageAttributeValue, SendError> {
+    MessageAttributeValue::builder()
+        .data_type(&a.data_type)
+        .set_string_value(a.string_value.clone())
+        .set_binary_value(
+            a.binary_value
+                .clone()
+                .map(aws_sdk_sqs::primitives::Blob::new),
+        )
+        .build()
+        .map_err(|e| SendError::Build(e.to_string()))
+}
+
+/// An attribute as the SDK received it.
+pub fn attribute_of(v: &MessageAttributeValue) -> Attribute {
+    Attribute {
+        data_type: v.data_type().to_owned(),
+        string_value: v.string_value().map(str::to_owned),
+        binary_value: v.binary_value().map(|b| b.as_ref().to_vec()),
+    }
+}
+
+/// A received message's attributes.
+pub fn attributes_of(m: &aws_sdk_sqs::types::Message) -> Attributes {
+    m.message_attributes()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), attribute_of(v)))
+        .collect()
+}
+
 impl SqsSender {
     /// A sender over an SQS client.
     pub fn new(client: aws_sdk_sqs::Client) -> Self {
@@ -138,6 +171,32 @@ impl SqsSender {
     /// The underlying client.
     pub fn client(&self) -> &aws_sdk_sqs::Client {
         &self.client
+    }
+
+    /// Sends one message with attributes of any type (a dead letter, a redriven message);
+    /// returns its new message ID.
+    pub async fn send_one(
+        &self,
+        queue_url: &str,
+        body: &str,
+        attributes: &Attributes,
+    ) -> Result<String, SendError> {
+        let mut attrs = HashMap::with_capacity(attributes.len());
+        for (k, v) in attributes {
+            attrs.insert(k.clone(), sdk_attribute(v)?);
+        }
+        let resp = self
+            .client
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(body)
+            .set_message_attributes((!attrs.is_empty()).then_some(attrs))
+            .send()
+            .await
+            .map_err(|e| {
+                SendError::Call(aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())
+            })?;
+        Ok(resp.message_id().unwrap_or_default().to_owned())
     }
 
     /// Sends every message to `queue_url`; one result per message, in order. Chunks are sent

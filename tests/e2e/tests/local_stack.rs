@@ -530,6 +530,7 @@ async fn receive_all(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::t
             .queue_url(url)
             .max_number_of_messages(10)
             .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .message_attribute_names("All")
             .visibility_timeout(30)
             .send()
             .await
@@ -542,7 +543,7 @@ async fn receive_all(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::t
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local stack: run by `make test-e2e`"]
-async fn a_poison_record_ends_in_the_dlq_after_the_configured_receives_and_nothing_else_is_lost() {
+async fn a_poison_record_is_dead_lettered_at_once_with_its_reason_and_nothing_else_is_lost() {
     let log = Transcript::new(false);
     let s = stack();
     let sqs = s.sqs().await;
@@ -590,11 +591,11 @@ async fn a_poison_record_ends_in_the_dlq_after_the_configured_receives_and_nothi
             log.lines().join("\n")
         );
     }
-    let max: u32 = s.var("MAX_RECEIVE_COUNT").parse().unwrap_or(5);
     let dlq = s.var("UPLINK_DLQ_URL").to_owned();
     let mut seen: Vec<aws_sdk_sqs::types::Message> = Vec::new();
     let mut found: Option<aws_sdk_sqs::types::Message> = None;
-    let deadline = std::time::Instant::now() + Duration::from_secs(u64::from(max) * 2 + 30);
+    // The outflow dead-letters it itself on its first receive: seconds, not receives x timeout.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while found.is_none() && std::time::Instant::now() < deadline {
         seen.extend(receive_all(&sqs, &dlq).await);
         found = seen
@@ -608,16 +609,24 @@ async fn a_poison_record_ends_in_the_dlq_after_the_configured_receives_and_nothi
     let Some(m) = found else {
         panic!("the poison record never reached the uplink DLQ")
     };
-    let receives: u32 = m
-        .attributes()
-        .and_then(|a| {
-            a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let (originals, failure) = match kit::deadletter::restore(kit::sqs::attributes_of(&m)) {
+        Ok((originals, Some(failure))) => (originals, failure),
+        other => panic!("the dead letter carries no failure: {other:?}"),
+    };
     assert!(
-        receives >= max,
-        "moved after {receives} receives, the redrive policy says {max}"
+        originals.is_empty(),
+        "the poison had no attributes: {originals:?}"
+    );
+    assert_eq!(failure.function, "outflow");
+    assert!(!failure.retryable, "{failure:?}");
+    assert_eq!(
+        failure.receive_count, 1,
+        "dead-lettered on its first receive"
+    );
+    assert_eq!(failure.source_queue, s.var("UPLINK_QUEUE_ARN"));
+    assert!(
+        !failure.reason.is_empty() && !failure.kind.is_empty(),
+        "{failure:?}"
     );
     // Nothing but the poison was dead-lettered on the way.
     seen.extend(receive_all(&sqs, &dlq).await);

@@ -43,14 +43,20 @@ async fn run() -> Result<(), kit::ConfigError> {
         function_timeout: Duration::from_secs(env.parse_or("FUNCTION_TIMEOUT", 20)?),
         region: env.or("AWS_REGION", "us-east-1"),
     };
+    let sdk = kit::aws::sdk_config().await;
     let mut sources = Vec::new();
+    // Each function sees the variables the template gives it: where functions differ (each
+    // its own DEAD_LETTER_QUEUE_URL), the stack writes `<LOGICAL_ID>__<VAR>`.
     for name in wanted {
         let source = match name {
             "outflow" => Source {
                 name: name.into(),
                 queue_url: env.required("UPLINK_QUEUE_URL", "outflow's source queue")?,
                 handler: handler(
-                    Arc::new(outflow::Function::from_env().await?),
+                    Arc::new(outflow::Function::from_env_with(
+                        &env.scoped("OUTFLOW_FUNCTION"),
+                        &sdk,
+                    )?),
                     |f, e| async move { f.handle(e).await },
                 ),
             },
@@ -58,7 +64,10 @@ async fn run() -> Result<(), kit::ConfigError> {
                 name: name.into(),
                 queue_url: env.required("DOWNLINK_QUEUE_URL", "inflow's source queue")?,
                 handler: handler(
-                    Arc::new(inflow::Function::from_env().await?),
+                    Arc::new(
+                        inflow::Function::from_env_with(&env.scoped("INFLOW_FUNCTION"), &sdk)
+                            .await?,
+                    ),
                     |f, e| async move { f.handle(e).await },
                 ),
             },
@@ -66,7 +75,10 @@ async fn run() -> Result<(), kit::ConfigError> {
                 name: name.into(),
                 queue_url: env.required("PRESENCE_QUEUE_URL", "presence's source queue")?,
                 handler: handler(
-                    Arc::new(presence::Function::from_env().await?),
+                    Arc::new(presence::Function::from_env_with(
+                        &env.scoped("PRESENCE_FUNCTION"),
+                        &sdk,
+                    )?),
                     |f, e| async move { f.handle(e).await },
                 ),
             },
@@ -74,7 +86,10 @@ async fn run() -> Result<(), kit::ConfigError> {
                 name: name.into(),
                 queue_url: env.required("BACKEND_QUEUE_URL", "moderation's source queue")?,
                 handler: handler(
-                    Arc::new(moderation::Function::from_env().await?),
+                    Arc::new(moderation::Function::from_env_with(
+                        &env.scoped("MODERATION_FUNCTION"),
+                        &sdk,
+                    )?),
                     |f, e| async move { f.handle(e).await },
                 ),
             },
@@ -95,7 +110,7 @@ async fn run() -> Result<(), kit::ConfigError> {
         value: String::new(),
         problem: e.to_string(),
     })?;
-    let sqs = aws_sdk_sqs::Client::new(&kit::aws::sdk_config().await);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
     runner::run(sqs, sources, settings, stop).await;
     Ok(())
 }
