@@ -11,6 +11,10 @@
 //!     presence table (`PRESENCE_TABLE`), and prints one JSON answer per line: the presence
 //!     query's rule (`mapping::classroom::query`) over the presence store
 //!     (`stores::PresenceStore`), as the presence-query function answers it.
+//!   - `classroom dlq list|show|redrive|purge` ([`dlq`]): what each dead-letter queue holds,
+//!     counted by failure kind, each message with its reason, redrive to the source queue
+//!     (SQS's message move task where the endpoint has one, else receive → send → delete),
+//!     purge with `--yes`.
 //!   - `classroom token issue|classroom|status|revoke|revoke-client|query ...` ([`TokenCommand`])
 //!     runs the token issuer's operation ([`TokenCommand::operation`]) on the `issuer` service
 //!     in-process, the one the token function's HTTP API routes to, and prints its JSON answer
@@ -25,6 +29,9 @@
 //! crate (`lambda_http`, `lambda_runtime`, `aws_lambda_events`): check with
 //! `cargo tree -p classroom-cli -e normal`.
 
+pub mod dlq;
+
+pub use dlq::DlqCommand;
 use issuer::{ApiError, ClassroomRequest, IssueRequest, Issuer, Operation, QueryRequest};
 use kit::{ConfigError, Env, OutgoingMessage, SendError, SqsSender};
 use mapping::classroom::query::{self, QueryError};
@@ -47,8 +54,15 @@ pub const USAGE: &str = "usage:
   classroom token revoke-client <clientId>   revoke every token of a client issued so far
   classroom token query <token | -> [--client <clientId>]
                                              verify a token (`-`: read it from stdin)
+  classroom dlq list                         each dead-letter queue: messages by failure kind
+  classroom dlq show <queue> [--max <n>]     its messages with their reasons (default 10)
+  classroom dlq redrive <queue> [<messageId>...]
+                                             back to the source queue (all when no ID)
+  classroom dlq purge <queue> --yes          delete every message of the queue
+    <queue>: uplink, backend, downlink, presence, rule-errors
 
-environment: DOWNLINK_QUEUE_URL (notify), PRESENCE_TABLE (online), TOKEN_TABLE,
+environment: DOWNLINK_QUEUE_URL (notify), PRESENCE_TABLE (online), <QUEUE>_DLQ_URL,
+<QUEUE>_QUEUE_URL and RULE_ERROR_QUEUE_URL (dlq), TOKEN_TABLE,
 ENROLLMENT_TABLE, SIGNING_KEYS_SECRET_ID, IOT_ARN_PREFIX, TOKEN_MIN_LIFETIME_SECS,
 TOKEN_MAX_LIFETIME_SECS, TEACHER_GROUPS, STUDENT_GROUPS (token), UPLINK_PARENTS,
 DOWNLINK_PARENTS, TOPIC_MAX_CHARS, PAYLOAD_MAX_BYTES, and the AWS variables
@@ -74,6 +88,8 @@ pub enum CliCommand {
     },
     /// A call of the token issuer.
     Token(TokenCommand),
+    /// A look at, or a redrive or purge of, a dead-letter queue.
+    Dlq(DlqCommand),
 }
 
 /// `classroom token ...`: one operation of the token issuer (with its HTTP route).
@@ -340,6 +356,9 @@ impl CliCommand {
                 })
             }
             Some((cmd, rest)) if cmd == "token" => Ok(Self::Token(TokenCommand::parse(rest)?)),
+            Some((cmd, rest)) if cmd == "dlq" => Ok(Self::Dlq(
+                DlqCommand::parse(rest).map_err(|e| UsageError(e.0))?,
+            )),
             Some((cmd, _)) => Err(UsageError(format!("unknown command {cmd:?}"))),
             None => Err(UsageError("no command".to_owned())),
         }
@@ -369,6 +388,9 @@ pub enum RunError {
         /// The JSON answer.
         body: String,
     },
+    /// A dead-letter queue command failed.
+    #[error(transparent)]
+    Dlq(#[from] dlq::DlqError),
     /// The notice is larger than the payload limit.
     #[error("the notice is {size} bytes, the limit (PAYLOAD_MAX_BYTES) is {max}")]
     TooLarge {
@@ -425,6 +447,9 @@ pub async fn run(
                 .map(|a| serde_json::to_string(a).unwrap_or_default())
                 .collect::<Vec<_>>()
                 .join("\n"))
+        }
+        CliCommand::Dlq(command) => {
+            Ok(dlq::run(command, env, &aws_sdk_sqs::Client::new(sdk)).await?)
         }
         CliCommand::Token(command) => {
             let issuer = Issuer::from_env_with(env, sdk).await?;
