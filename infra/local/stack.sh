@@ -248,6 +248,11 @@ persistence true
 persistence_location $STACK_DIR/mosquitto/
 max_queued_messages 100000
 max_inflight_messages 100
+# AWS IoT Core's payload limit (128 KB), for every listener (a global option in 2.x): a larger
+# publish is not forwarded (nor recorded by the plugin; a QoS 1 one is still PUBACKed). The rules
+# bridge's largest incoming packet (bridge::MAX_INCOMING_PACKET) stays above the record of a
+# publish at this limit (its payload base64-encoded), or the bridge could never take it.
+message_size_limit 131072
 # Small TLS records (handshake, CONNACK) would otherwise wait for delayed ACKs (40 ms each).
 set_tcp_nodelay true
 # stderr is unbuffered: the log file is current (stdout to a file is block-buffered)
@@ -323,6 +328,8 @@ EOF
   [[ -n "${VISIBILITY_TIMEOUT:-}" ]] && echo "VISIBILITY_TIMEOUT=$VISIBILITY_TIMEOUT" >>"$STACK_DIR/stack.env"
   chmod 600 "$STACK_DIR/stack.env"
 
+  # The bridge reads UPLINK_QUEUE_URL, PRESENCE_QUEUE_URL and RULE_ERROR_QUEUE_URL (its error
+  # action) from stack.env, as provision.py wrote them.
   (set -a; . "$STACK_DIR/stack.env"; set +a; RUST_LOG="${RUST_LOG_LOCAL:-info}" start bridge "$TARGET/rules-bridge")
   (set -a; . "$STACK_DIR/stack.env"; set +a; RUST_LOG="${RUST_LOG_LOCAL:-info}" start runner "$TARGET/local-runner")
   (set -a; . "$STACK_DIR/stack.env"; set +a; RUST_LOG="${RUST_LOG_LOCAL:-info}" start api "$TARGET/local-api")

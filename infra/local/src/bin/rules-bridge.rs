@@ -4,7 +4,8 @@
 //! ([`kit::Env::mqtt_settings`]: `MQTT_URL`, `mqtts://` for the stack's certificate listener,
 //! and `MQTT_SECRET_ID`, the Secrets Manager secret with the backend's client certificate, or
 //! `MQTT_USERNAME` / `MQTT_PASSWORD` for a password broker), `BRIDGE_CLIENT_ID` (default `classroom-rules-bridge`), `UPLINK_QUEUE_URL`,
-//! `PRESENCE_QUEUE_URL`, `UPLINK_RECORD_TOPIC` (default `$classroom/uplink`),
+//! `PRESENCE_QUEUE_URL`, `RULE_ERROR_QUEUE_URL` (the rules' error action: what SQS refuses for
+//! good is reported there, then acknowledged), `UPLINK_RECORD_TOPIC` (default `$classroom/uplink`),
 //! `PRESENCE_EVENT_TOPIC` (default `$aws/events/presence/#`, where the plugin publishes the
 //! lifecycle events as AWS IoT Core does), and the AWS SDK variables.
 
@@ -62,5 +63,9 @@ async fn settings(
                 )?,
             ),
         ],
+        error_queue_url: env.required(
+            "RULE_ERROR_QUEUE_URL",
+            "the rule error queue URL (see .run/stack.env)",
+        )?,
     })
 }
