@@ -68,7 +68,7 @@ use kit::{
 };
 use mapping::classroom::moderation::{
     ChatRate, DEFAULT_CHAT_RATE_LIMIT, DEFAULT_CHAT_RATE_WINDOW_MS, DEFAULT_MAX_ROOMS_PER_CLIENT,
-    Decision, Fact, Moderation, MuteOutcome, Write,
+    Decision, Fact, Moderation, MuteOutcome, Plan, Write,
 };
 use mapping::moderation::DEFAULT_MAX_MESSAGE_CHARS;
 use mapping::outflow::Origin;
@@ -275,7 +275,11 @@ impl Function {
                 .and_then(|a| a.string_value.as_deref())
         };
         let origin = Origin::decode(attr, record.message_id, now_ms, &self.rules)?;
-        let plan = self.rule.plan(&origin, record.body())?;
+        // A publish the outflow refused (too large, bad topic): its sender is told why.
+        let plan = match attr(mapping::outflow::keys::REFUSED) {
+            Some(kind) => Plan::refused_upstream(kind),
+            None => self.rule.plan(&origin, record.body())?,
+        };
         let window = self.rule.chat_window(&origin);
         // A chat's one write (its count) goes out with its one read: no added round trip.
         let (read, count) = tokio::join!(

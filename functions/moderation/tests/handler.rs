@@ -384,6 +384,42 @@ async fn a_stale_mute_redelivered_after_an_unmute_does_not_mute_again() {
 }
 
 #[tokio::test]
+async fn a_publish_the_outflow_refused_tells_its_sender_why() {
+    let s = stack().await;
+    let mut event = fixture("chat-plain");
+    let sender = event.records[0].message_attributes["clientId"]
+        .string_value
+        .clone()
+        .unwrap();
+    let refused = |id: &str, kind: &str, sub: &str| {
+        let mut r = event.records[0].clone();
+        r.message_id = Some(id.to_owned());
+        r.body = Some(format!(r#"{{"refused":"{kind}","reason":"..."}}"#));
+        let mut attr = r.message_attributes["clientId"].clone();
+        attr.string_value = Some(kind.to_owned());
+        r.message_attributes.insert("refused".to_owned(), attr);
+        if let Some(a) = r.message_attributes.get_mut("mqttSecondTopic") {
+            a.string_value = Some(sub.to_owned());
+        }
+        r
+    };
+    event.records = vec![
+        refused("too-large", "payload_too_large", "/message"),
+        refused("bad-topic", "invalid_topic", "/refused"),
+    ];
+    let resp = s.function.handle(event).await.unwrap();
+    assert_eq!(failed(&resp), Vec::<String>::new());
+    let p2p = format!("/p2p/{sender}");
+    assert_eq!(
+        summary(&s.downlink().await),
+        [
+            row(&p2p, "rejected", "invalid_topic"),
+            row(&p2p, "rejected", "too_large"),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn a_record_that_is_not_a_backend_message_fails_alone() {
     let s = stack().await;
     let mut event = fixture("chat-plain");

@@ -15,8 +15,9 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use kit::{
     BatchError, ConfigError, Env, Fanout, OutgoingMessage, Settler, SqsSender, process_batch,
 };
+use mapping::outflow::{keys, refusal};
 use mapping::{BackendMessage, Routes, RulesConfig, map_uplink_body};
-use tracing::debug;
+use tracing::{debug, info};
 
 /// The outflow function: rules, routes and an SQS sender.
 #[derive(Debug, Clone)]
@@ -92,14 +93,27 @@ impl Function {
             let mut fanout = Fanout::new(records.len());
             for record in &records {
                 let _span = record.span.enter();
-                fanout.push(
-                    map_uplink_body(record.body(), record.message_id, &self.rules, &self.routes)
-                        .map(|routed| {
-                            debug!(queue = routed.queue, parent = %routed.message.parent_topic, sub = %routed.message.second_topic, "mapped");
-                            vec![(routed.queue, to_outgoing(routed.message))]
-                        })
-                        .map_err(Into::into),
-                );
+                let mapped =
+                    map_uplink_body(record.body(), record.message_id, &self.rules, &self.routes);
+                fanout.push(match mapped {
+                    Ok(routed) => {
+                        debug!(queue = routed.queue, parent = %routed.message.parent_topic, sub = %routed.message.second_topic, "mapped");
+                        Ok(vec![(routed.queue, to_outgoing(routed.message))])
+                    }
+                    // A client's publish the rule cannot carry: its backend is told (see
+                    // `mapping::outflow::refusal`); a record with no one to tell is
+                    // dead-lettered with its reason.
+                    Err(e) => match refusal(record.body(), &e, record.message_id, &self.rules, &self.routes) {
+                        Some(refused) => {
+                            info!(refused = refused.kind, reason = %e, queue = refused.routed.queue,
+                                "publish refused; its backend is told");
+                            let mut message = to_outgoing(refused.routed.message);
+                            message.attributes.push((keys::REFUSED.into(), refused.kind.to_owned()));
+                            Ok(vec![(refused.routed.queue, message)])
+                        }
+                        None => Err(e.into()),
+                    },
+                });
             }
             fanout
                 .send_grouped(

@@ -60,6 +60,9 @@ pub mod keys {
     pub const TAG: &str = "tag";
     /// Present (`base64`) only when the body is a base64-encoded binary payload.
     pub const ENCODING: &str = "encoding";
+    /// Present only on a refusal ([`refusal`](super::refusal)): the error kind of the publish
+    /// the rule could not carry (`payload_too_large`, `invalid_topic`, ...).
+    pub const REFUSED: &str = "refused";
 }
 
 /// How a body carries its payload.
@@ -295,6 +298,69 @@ pub fn uplink_to_backend<'r>(
     })
 }
 
+/// A refusal: the §4.2 message that tells the route's backend that a publish of one of its
+/// clients could not be carried ([`refusal`]), and the error kind for [`keys::REFUSED`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused<'r> {
+    /// The message to the route's queue: body `{"refused":<kind>,"reason":<text>}`, the
+    /// sender's `clientId`, `mqttParentTopic`, `mqttSecondTopic` (the publish's sub-topic when
+    /// it is a valid one, else `/refused`), `tag` `refused`.
+    pub routed: Routed<'r>,
+    /// The error kind ([`MappingError::kind`]).
+    pub kind: &'static str,
+}
+
+/// Why the outflow answers a bad publish instead of only dead-lettering it: the broker took
+/// the publish from a known client (its ID comes from the broker, in the record), and only
+/// the route's backend knows what its clients should be told. The rule stays generic (it knows
+/// nothing of classrooms): like an IoT rule's error action, it reports the refusal, to the
+/// backend that would have received the publish, and the backend decides (the classroom's
+/// moderation answers with a `rejected` notice).
+///
+/// `None` (dead-letter it) unless the failure is permanent and the record still names a valid
+/// client and a routed uplink parent: a record that is not even JSON, or comes from nowhere,
+/// has no one to tell.
+pub fn refusal<'r>(
+    body: &str,
+    error: &MappingError,
+    message_id: &str,
+    rules: &RulesConfig,
+    routes: &'r Routes,
+) -> Option<Refused<'r>> {
+    if error.retryable() || matches!(error, MappingError::NotUplink { .. }) {
+        return None;
+    }
+    let record = UplinkRecord::from_json(body).ok()?;
+    let client_id = ClientId::parse(&record.client_id).ok()?;
+    let parent = Parent::parse(record.topic.split('/').next()?).ok()?;
+    if !rules.is_uplink(&parent) {
+        return None;
+    }
+    let queue = routes.queue_for(&parent)?;
+    let second_topic = Topic::parse(&record.topic, rules.limits.topic_max_chars)
+        .map(|t| t.sub().to_string())
+        .unwrap_or_else(|_| "/refused".to_owned());
+    let kind = error.kind();
+    let body = serde_json::json!({ "refused": kind, "reason": error.to_string() }).to_string();
+    Some(Refused {
+        routed: Routed {
+            queue,
+            message: BackendMessage {
+                body,
+                encoding: Encoding::Text,
+                parent_topic: parent.to_string(),
+                second_topic,
+                client_id,
+                qos: record.qos.filter(|q| *q <= 2).unwrap_or(DEFAULT_UPLINK_QOS),
+                message_id: message_id.to_owned(),
+                timestamp: record.timestamp,
+                tag: "refused".to_owned(),
+            },
+        },
+        kind,
+    })
+}
+
 /// The outflow's whole mapping of one SQS body: parse the §4.1 record, validate it, and map it
 /// to its §4.2 message and queue.
 pub fn map_uplink_body<'r>(
@@ -411,5 +477,58 @@ mod tests {
             decode(&with(keys::SECOND, "/message//x"), 0),
             Err(MappingError::Topic(_))
         ));
+    }
+
+    fn record(topic: &str, client: &str, payload: &[u8]) -> String {
+        serde_json::json!({
+            "topic": topic, "clientId": client, "timestamp": 7, "qos": 1,
+            "payload": BASE64.encode(payload),
+        })
+        .to_string()
+    }
+
+    fn refused_of(body: &str) -> Option<(String, String, &'static str)> {
+        let rules = rules();
+        let routes = Routes::parse("roomSend=https://q/backend", &rules).unwrap();
+        let error = map_uplink_body(body, "m1", &rules, &routes).unwrap_err();
+        refusal(body, &error, "m1", &rules, &routes).map(|r| {
+            assert_eq!(r.routed.queue, "https://q/backend");
+            assert_eq!(r.routed.message.tag, "refused");
+            let body: serde_json::Value = serde_json::from_str(&r.routed.message.body).unwrap();
+            assert_eq!(body["refused"], r.kind);
+            (
+                String::from(r.routed.message.client_id),
+                r.routed.message.second_topic,
+                r.kind,
+            )
+        })
+    }
+
+    #[test]
+    fn a_bad_publish_of_a_known_client_is_refused_to_its_route() {
+        let big = vec![b'x'; crate::config::Limits::default().payload_max_bytes + 1];
+        assert_eq!(
+            refused_of(&record("roomSend/message", "GID_student@@@001", &big)),
+            Some(("GID_student@@@001".into(), "/message".into(), "payload_too_large"))
+        );
+        assert_eq!(
+            refused_of(&record("roomSend/message/12+3", "GID_student@@@001", b"hi")),
+            Some(("GID_student@@@001".into(), "/refused".into(), "invalid_topic"))
+        );
+    }
+
+    #[test]
+    fn a_record_with_no_one_to_tell_is_not_refused_but_dead_lettered() {
+        // Not JSON; a client ID the broker would never give; a parent with no route.
+        assert_eq!(refused_of("not json"), None);
+        assert_eq!(
+            refused_of(&record("roomSend/message/+", "nobody", b"hi")),
+            None
+        );
+        assert_eq!(
+            refused_of(&record("elsewhere/message", "GID_student@@@001", b"hi")),
+            None
+        );
+        assert_eq!(refused_of(&record("elsewhere/+", "GID_student@@@001", b"hi")), None);
     }
 }

@@ -57,6 +57,24 @@ refusals! {
     /// A `join` of a new room when the client is already a member of `MAX_ROOMS_PER_CLIENT`
     /// rooms ([`crate::classroom::moderation::Join::fits`]).
     TooManyRooms = "too_many_rooms",
+    /// The publish was over the payload limit (`PAYLOAD_MAX_BYTES`): the outflow refused it
+    /// before moderation ([`crate::outflow::refusal`]).
+    TooLarge = "too_large",
+    /// The publish's topic was not a valid classroom topic (a wildcard, an empty level, too
+    /// long): the outflow refused it before moderation.
+    InvalidTopic = "invalid_topic",
+}
+
+impl Refusal {
+    /// The refusal to tell a sender whose publish the outflow refused with this error kind
+    /// (the `refused` attribute of [`crate::outflow::refusal`]).
+    pub fn of_upstream(kind: &str) -> Self {
+        match kind {
+            "payload_too_large" => Self::TooLarge,
+            "invalid_topic" => Self::InvalidTopic,
+            _ => Self::InvalidMessage,
+        }
+    }
 }
 
 impl std::fmt::Display for Refusal {
@@ -100,7 +118,9 @@ mod tests {
                 "invalid_command",
                 "not_enrolled",
                 "rate_limited",
-                "too_many_rooms"
+                "too_many_rooms",
+                "too_large",
+                "invalid_topic"
             ]
         );
     }

@@ -59,11 +59,17 @@ impl Capture {
         self.0.lock().unwrap().lines.clone()
     }
 
-    /// The failures the batch driver logged, by message ID: (error, kind, retryable).
+    /// The failures the batch driver logged, by message ID: (error, kind, retryable). A
+    /// record the settler dead-lettered (its line has `dlq_message_id`) was handled, not
+    /// reported failed, and is not among them.
     pub fn failures(&self) -> BTreeMap<String, (String, String, bool)> {
         self.lines()
             .into_iter()
-            .filter(|l| l.level == tracing::Level::WARN && l.fields.contains_key("error.kind"))
+            .filter(|l| {
+                l.level == tracing::Level::WARN
+                    && l.fields.contains_key("error.kind")
+                    && !l.fields.contains_key("dlq_message_id")
+            })
             .map(|l| {
                 let id = l
                     .span

@@ -167,6 +167,8 @@ export function rejectionText(reason, room = null) {
       invalid_command: 'the command was not valid',
       not_enrolled: room != null ? `you are not enrolled in room ${room}` : 'you are not enrolled in that room',
       rate_limited: 'you are sending too fast; wait a moment',
+      too_large: 'it is too large to send',
+      invalid_topic: 'it was sent to a topic that is not a classroom topic',
       too_many_rooms:
         room != null
           ? `you are already in as many rooms as a client may join, so room ${room} was not joined`

@@ -229,6 +229,15 @@ pub enum Plan {
 }
 
 impl Plan {
+    /// The plan for a publish the outflow refused before moderation (its `refused`
+    /// attribute, the error kind): tell the sender why, nothing else.
+    pub fn refused_upstream(kind: &str) -> Self {
+        Self::Refused {
+            reason: Refusal::of_upstream(kind),
+            room_id: None,
+        }
+    }
+
     /// What to read about the sender before [`Moderation::decide`]; `None`: nothing (pass
     /// [`Standing::default`]).
     pub fn read(&self) -> Option<Read<'_>> {
