@@ -160,6 +160,14 @@ bench-flood: setup-local
 	$(LOCAL_BUILD)
 	$(LOCAL_BIN)/bench-flood
 
+# Issue 13's broker-restart scenario (1,000 downlink notices, Mosquitto restarted twice) on two
+# fresh local stacks: visibility left at the queue's 210 s (before) and the settler's backoff
+# (after): delivered, duplicates, time from the broker's return to the last delivery.
+.PHONY: bench-restart
+bench-restart: setup-local
+	$(LOCAL_BUILD)
+	$(LOCAL_BIN)/bench-restart
+
 bench: bench-mapping bench-inflow bench-presence bench-moderation bench-signin bench-cold
 
 # --- cargo lambda, locally --------------------------------------------------------------------

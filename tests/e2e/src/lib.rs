@@ -115,6 +115,58 @@ impl Stack {
         })
     }
 
+    /// Stops the stack's Mosquitto with `signal` (`-TERM`: it saves its persistence; `-KILL`:
+    /// a crash), waits until it is gone, waits `down_for`, and starts it again with the same
+    /// configuration (its log appended, its pid file updated so `down` still stops it).
+    /// Returns when its token listener accepts connections again.
+    pub fn restart_broker(&self, signal: &str, down_for: Duration) -> Result<(), Error> {
+        let pid_file = self.dir.join("pids/mosquitto.pid");
+        let pid = std::fs::read_to_string(&pid_file)?.trim().to_owned();
+        let killed = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()?;
+        if !killed.success() {
+            return Err(Error::Stack(format!("kill {signal} {pid} failed")));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z")
+        {
+            if Instant::now() > deadline {
+                return Err(Error::Stack(format!(
+                    "mosquitto {pid} did not stop on {signal}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(down_for);
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.dir.join("logs/mosquitto.log"))?;
+        let child = std::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(self.dir.join("mosquitto/mosquitto.conf"))
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        std::fs::write(&pid_file, child.id().to_string())?;
+        let port = self.mqtt_port();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(Error::Stack(
+                    "mosquitto did not come back within 10 s".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
     /// Attaches to a stack someone else started (`make up`); not stopped on drop.
     pub fn attach(dir: &Path) -> Result<Self, Error> {
         let env = read_env(&dir.join("stack.env"))?;
