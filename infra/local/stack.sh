@@ -242,6 +242,8 @@ plugin_opt_keys_file $KEYS
 plugin_opt_revocations_file $REVOCATIONS
 plugin_opt_backend_username backend
 plugin_opt_uplink_parents roomSend
+# The live classroom sessions, so a restart (SIGTERM or kill -9) publishes their disconnected events.
+plugin_opt_sessions_file $STACK_DIR/mosquitto/live-sessions.json
 # AWS IoT Core's per-connection publish limit (100/s); PUBLISH_PER_SECOND=0 turns it off (benches).
 plugin_opt_publish_per_second ${PUBLISH_PER_SECOND:-100}
 persistence true

@@ -441,7 +441,10 @@ pub async fn run(
             let store = PresenceStore::reader(aws_sdk_dynamodb::Client::new(sdk), table);
             let ids = query::parse_clients(clients)?;
             let snapshots = store.read_many(&ids).await?;
-            let answers = query::answers(&ids, snapshots.iter().map(|s| &s.presence));
+            // As the presence query answers: an over-age channel counts as closed.
+            let now_ms = kit::now_ms();
+            let current: Vec<_> = snapshots.iter().map(|s| s.presence.as_of(now_ms)).collect();
+            let answers = query::answers(&ids, current.iter());
             Ok(answers
                 .iter()
                 .map(|a| serde_json::to_string(a).unwrap_or_default())

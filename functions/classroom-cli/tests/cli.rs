@@ -60,6 +60,13 @@ async fn notify_queues_a_system_notice_and_online_answers() {
     assert_eq!(classroom(&moto, &[], &["online"]).status.code(), Some(2));
 
     create_table(&ddb, "presence", "clientId", "channelId", false).await;
+    let now_ms = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
     ddb.put_item()
         .table_name("presence")
         .item(
@@ -67,7 +74,26 @@ async fn notify_queues_a_system_notice_and_online_answers() {
             AttributeValue::S("GID_student@@@001".to_owned()),
         )
         .item("channelId", AttributeValue::S("c1".to_owned()))
-        .item("connectedAt", AttributeValue::N("100".to_owned()))
+        .item(
+            "connectedAt",
+            AttributeValue::N((now_ms - 60_000).to_string()),
+        )
+        .send()
+        .await
+        .unwrap();
+    // A channel whose offline event was lost, open for longer than any connection can last
+    // (24 h + the margin): it counts as closed.
+    ddb.put_item()
+        .table_name("presence")
+        .item(
+            "clientId",
+            AttributeValue::S("GID_student@@@002".to_owned()),
+        )
+        .item("channelId", AttributeValue::S("c2".to_owned()))
+        .item(
+            "connectedAt",
+            AttributeValue::N((now_ms - 25 * 3_600_000).to_string()),
+        )
         .send()
         .await
         .unwrap();

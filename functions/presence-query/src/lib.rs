@@ -101,10 +101,11 @@ impl Function {
             return Err(QueryError::BatchSize(clients.len()).into());
         }
         let snapshots = self.store.read_many(clients).await?;
-        Ok(query::answers(
-            clients,
-            snapshots.iter().map(|s| &s.presence),
-        ))
+        // A channel open longer than any connection can last lost its offline event: it
+        // counts as closed (`ClientPresence::as_of`), whether or not presence wrote it yet.
+        let now_ms = kit::now_ms();
+        let current: Vec<_> = snapshots.iter().map(|s| s.presence.as_of(now_ms)).collect();
+        Ok(query::answers(clients, current.iter()))
     }
 
     async fn route(&self, request: &Request) -> Result<Response<Body>, PresenceQueryError> {

@@ -623,3 +623,107 @@ async fn every_fixture_gives_the_state_and_notices_of_its_snapshot() {
         });
     }
 }
+
+/// A student connected at `T0` whose offline event was lost (the broker died without
+/// publishing it): its channel is closed at the student's next event once it has been open
+/// longer than the longest connection, with the usual offline notice, and not a moment before.
+#[tokio::test]
+async fn a_channel_whose_offline_event_was_lost_is_closed_at_the_next_event_after_the_bound() {
+    use mapping::presence::{MAX_SESSION_EXCEEDED, MAX_SESSION_MS};
+    const T0: u64 = 1_732_240_000_000;
+    let s = stack().await;
+    s.join("1", STUDENT).await;
+    let client = ClientId::parse(STUDENT).unwrap();
+    let ev = |kind, time_ms, channel: &str| LifecycleEvent {
+        client_id: client.clone(),
+        kind,
+        time_ms,
+        channel_id: channel.to_owned(),
+        client_ip: None,
+        reason: None,
+    };
+    let online = s
+        .function
+        .apply_at(&ev(LifecycleKind::Connect, T0, "lost"), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        (online.transition, online.closed),
+        (Transition::BecameOnline, 0)
+    );
+    assert_eq!(s.downlink().await.len(), 1, "the online notice");
+
+    // Exactly at the bound: another channel's event leaves the lost one open.
+    let at_bound = s
+        .function
+        .apply_at(
+            &ev(LifecycleKind::Connect, T0 + 1_000, "other"),
+            T0 + MAX_SESSION_MS,
+        )
+        .await
+        .unwrap();
+    assert_eq!((at_bound.closed, at_bound.notices), (0, 0));
+    let snapshot = s.function.query(&client).await.unwrap();
+    assert!(snapshot.presence.channels["lost"].is_open());
+    s.function
+        .apply_at(
+            &ev(LifecycleKind::TcpClean, T0 + 2_000, "other"),
+            T0 + MAX_SESSION_MS,
+        )
+        .await
+        .unwrap();
+
+    // One millisecond later the student comes back on a new channel: the lost one is closed
+    // first (offline notice), then the new one opens (online notice).
+    let now = T0 + MAX_SESSION_MS + 1;
+    let back = s
+        .function
+        .apply_at(&ev(LifecycleKind::Connect, now, "new"), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        (back.transition, back.closed, back.notices),
+        (Transition::BecameOnline, 1, 2)
+    );
+    let notices = s.downlink().await;
+    let mut kinds: Vec<(u64, String)> = notices
+        .iter()
+        .map(|(sub, _, body)| {
+            assert_eq!(sub, "/status/1");
+            (
+                body["ts"].as_u64().unwrap_or_default(),
+                body["type"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds.iter().map(|(_, k)| k.as_str()).collect::<Vec<_>>(),
+        ["offline", "online"],
+        "{notices:?}"
+    );
+    let snapshot = s.function.query(&client).await.unwrap();
+    let lost = &snapshot.presence.channels["lost"];
+    let off = lost.offline.as_ref().expect("closed");
+    assert_eq!(off.at, T0 + MAX_SESSION_MS);
+    assert_eq!(
+        off.reason.as_ref().map(|r| r.as_str()),
+        Some(MAX_SESSION_EXCEEDED)
+    );
+    assert_eq!(
+        snapshot.presence.open_channels().collect::<Vec<_>>(),
+        ["new"]
+    );
+
+    // The lost channel's real event, late: nothing changes, nothing is announced.
+    let late = s
+        .function
+        .apply_at(
+            &ev(LifecycleKind::TcpClean, now + 5_000, "lost"),
+            now + 5_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!((late.changed, late.notices, late.closed), (false, 0, 0));
+    assert!(s.downlink().await.is_empty());
+}

@@ -27,6 +27,8 @@
 //!   says why only the current holder of a client ID is ever kicked). The kick runs the
 //!   disconnect callback, so the session's `disconnected` event is published
 //!   (`CUSTOMAUTH_TTL_EXPIRATION` or `SERVER_INITIATED_DISCONNECT`) and presence sees it offline.
+//!   The first tick after start-up also ends the previous run's live sessions (see
+//!   "Restarts").
 //! - **message** (`MOSQ_EVT_MESSAGE`, after the ACL check accepted a publish): the uplink rule;
 //!   every publish under an uplink parent (`roomSend/#`) becomes the §4.1 record, with the client
 //!   ID taken from the broker, republished at QoS 1 to `$classroom/uplink`.
@@ -37,6 +39,24 @@
 //!
 //! Only the backend identity may read `$classroom/#` and `$aws/events/presence/#` (ACL file);
 //! no token can grant a `$` topic.
+//!
+//! # Restarts
+//! A broker that stops (SIGTERM) or dies (kill -9) runs no disconnect callback for the
+//! connections it drops, so without more their `disconnected` events would never be published
+//! and presence would keep those students online for ever. With `sessions_file`, the plugin
+//! keeps the live classroom sessions in that file ([`live`]: rewritten atomically, temporary
+//! file + rename, whenever a session becomes live or ends). The next run reads it in init and,
+//! on the first tick (or CONNECT) of its main loop, when the broker has restored its persistent
+//! sessions, publishes each one's `disconnected` event as the disconnect callback would have
+//! (same `sessionIdentifier`, `versionNumber` = its `connected` version + 1, reason
+//! `SERVER_INITIATED_DISCONNECT`, timestamp = the publish time), then rewrites the file without
+//! them. Nothing is published at shutdown ([`mosquitto_plugin_cleanup`] says why), so a SIGTERM
+//! and a kill -9 take the same path and no event is published twice by design. A backend whose
+//! persistent session the broker could not restore (kill -9 before any autosave: the
+//! subscription was never saved) subscribes anew after the events went out: a backend
+//! SUBSCRIBE that can receive them within [`REPLAY_WINDOW`] gets them published once more on
+//! the next tick. Duplicates are harmless: presence keeps a channel's earliest offline event,
+//! so a second one changes nothing and announces nothing.
 //!
 //! # Keys and revocations without a restart
 //! The key set and the revocation list are files ([`files`]), checked with one `stat` on each
@@ -66,6 +86,10 @@
 //!   connection", which IoT does not let you raise): the per-connection publish limit of
 //!   classroom connections, `0` for none (benches measuring a flood without it). Not a whole
 //!   number: the broker does not start, and its log says why.
+//! - `sessions_file` (optional; without it a broker restart ends no session): the live-sessions
+//!   file ([`live`]), e.g. `$STACK_DIR/mosquitto/live-sessions.json` next to Mosquitto's
+//!   persistence. Missing means none (a first start); unreadable or malformed is logged and
+//!   treated as none. The directory must be writable by the broker's user.
 //! - `clients_file` (the former roster) is ignored, with a warning.
 //!
 //! # Safety
@@ -87,12 +111,15 @@
 //! - [`rate`]: IoT Core's per-connection publish limit, its figure and behaviour (pure,
 //!   unit-tested).
 //! - [`files`]: the key and revocation files, re-read on change.
+//! - [`live`]: the live-sessions file and the restart events (pure, unit-tested, plus the
+//!   atomic write and the read at start-up).
 //! - [`ffi`]: the C API declarations, checked against 2.0.11's headers.
 //! - this file: the options, the shared state and the callbacks.
 
 pub mod auth;
 pub mod ffi;
 pub mod files;
+pub mod live;
 pub mod rate;
 pub mod records;
 pub mod sessions;
@@ -100,6 +127,7 @@ pub mod sessions;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -111,11 +139,16 @@ use ffi::{
     MosquittoClient, PluginId,
 };
 use files::{KeysFile, Note, RevocationsFile};
+use live::LiveSession;
 use records::Session;
 use sessions::Sessions;
 
 /// How often the tick sweeps (re-reads revocations, kicks expired and revoked connections).
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long after the restart events went out a backend subscribing to the lifecycle topics
+/// gets them once more (see the crate docs, "Restarts").
+pub const REPLAY_WINDOW: Duration = Duration::from_secs(300);
 
 /// The plugin's configuration, from `plugin_opt_*`.
 #[derive(Debug, Clone)]
@@ -128,6 +161,8 @@ struct Config {
     presence_topic: Option<CString>,
     /// Publishes per second per classroom connection (0: no limit), see [`rate`].
     publish_per_second: u32,
+    /// The live-sessions file ([`live`]); without it a restart ends no session.
+    sessions_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -140,6 +175,7 @@ impl Default for Config {
             uplink_topic: c"$classroom/uplink".into(),
             presence_topic: None,
             publish_per_second: rate::IOT_PUBLISH_PER_SECOND,
+            sessions_file: None,
         }
     }
 }
@@ -151,6 +187,22 @@ struct Plugin {
     id: *mut PluginId,
     config: Config,
     state: Mutex<State>,
+    /// Sessions of the previous run are waiting for their `disconnected` events
+    /// ([`State::recovered`] is not empty): checked without the lock.
+    recovering: AtomicBool,
+    /// The restart events can still be replayed ([`State::replay`] is set): the backend's
+    /// ACL checks look at subscriptions only then.
+    replay_armed: AtomicBool,
+    /// A backend subscribed to the lifecycle topics since the restart events went out: the
+    /// next tick publishes them again.
+    replay_wanted: AtomicBool,
+}
+
+/// The restart events already published once, for a backend that subscribes late.
+#[derive(Debug)]
+struct Replay {
+    events: Vec<(String, String)>,
+    until: Instant,
 }
 
 #[derive(Debug)]
@@ -163,6 +215,12 @@ struct State {
     limiter: rate::Limiter,
     /// The limiter's monotonic clock starts here.
     started: Instant,
+    /// The previous run's live sessions, until their `disconnected` events are published.
+    recovered: Vec<LiveSession>,
+    /// The text last written to the live-sessions file (to skip writes that change nothing).
+    saved: Option<String>,
+    /// The restart events, replayable until [`REPLAY_WINDOW`] after they went out.
+    replay: Option<Replay>,
 }
 
 fn now_ms() -> u64 {
@@ -278,6 +336,107 @@ impl Plugin {
         }
     }
 
+    /// Rewrites the live-sessions file if what it should say changed: the previous run's
+    /// sessions not yet ended, then the live connections. Called with the lock held, after
+    /// every change of a live session (the broker runs one thread: the file follows the table
+    /// in order). A failed write is logged and retried at the next change.
+    fn save_live(&self, st: &mut State) {
+        let Some(path) = &self.config.sessions_file else {
+            return;
+        };
+        let mut live = st.recovered.clone();
+        live.extend(st.sessions.live());
+        let text = live::encode(&live);
+        if st.saved.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        match live::save(path, &text) {
+            Ok(()) => st.saved = Some(text),
+            Err(e) => log(
+                MOSQ_LOG_WARNING,
+                &format!(
+                    "could not write the sessions file {}: {e} (a restart now would leave \
+                     some sessions without their disconnected event)",
+                    path.display()
+                ),
+            ),
+        }
+    }
+
+    /// The first callback from the main loop after start-up (a tick, or a CONNECT if ticks
+    /// do not run): publishes the `disconnected` events of the previous run's live sessions
+    /// ([`live::restart_events`]), then rewrites the file without them. By then the broker
+    /// has restored its persistent sessions (the backend's, subscribed at QoS 1, queues the
+    /// events while its client is away).
+    fn end_recovered(&self) {
+        if !self.recovering.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut st = self.state();
+        self.recovering.store(false, Ordering::Relaxed);
+        let ended = std::mem::take(&mut st.recovered);
+        if ended.is_empty() {
+            return;
+        }
+        let events = live::restart_events(&ended, now_ms());
+        st.replay = Some(Replay {
+            events: events.clone(),
+            until: Instant::now() + REPLAY_WINDOW,
+        });
+        self.replay_armed.store(true, Ordering::Relaxed);
+        // A subscription made before this point receives these very events.
+        self.replay_wanted.store(false, Ordering::Relaxed);
+        // Published first, the file rewritten after: a crash in between publishes them again
+        // at the next start, which presence ignores (see [`live`]), where the other order
+        // would lose them.
+        drop(st);
+        for (l, (topic, body)) in ended.iter().zip(&events) {
+            log(
+                MOSQ_LOG_NOTICE,
+                &format!(
+                    "session {} of client {:?} was live when the broker stopped: \
+                     disconnected (SERVER_INITIATED_DISCONNECT)",
+                    l.session.session_id, l.session.client_id
+                ),
+            );
+            self.publish_event(topic, body);
+        }
+        let mut st = self.state();
+        self.save_live(&mut st);
+    }
+
+    /// On a tick: the restart events once more if a backend subscribed to the lifecycle
+    /// topics since they went out (a backend whose persistent session the broker could not
+    /// restore, e.g. after a kill -9 before any autosave, subscribes anew and would otherwise
+    /// miss them); nothing after [`REPLAY_WINDOW`].
+    fn replay(&self) {
+        if !self.replay_armed.load(Ordering::Relaxed) {
+            return;
+        }
+        let wanted = self.replay_wanted.swap(false, Ordering::Relaxed);
+        let mut st = self.state();
+        let events = match &st.replay {
+            Some(r) if Instant::now() >= r.until => {
+                st.replay = None;
+                self.replay_armed.store(false, Ordering::Relaxed);
+                return;
+            }
+            Some(r) if wanted => r.events.clone(),
+            _ => return,
+        };
+        drop(st);
+        log(
+            MOSQ_LOG_INFO,
+            &format!(
+                "a backend subscribed to the lifecycle events: the {} restart event(s) again",
+                events.len()
+            ),
+        );
+        for (topic, body) in &events {
+            self.publish_event(topic, body);
+        }
+    }
+
     fn is_backend(&self, user: Option<&str>) -> bool {
         user == Some(self.config.backend_username.as_str())
     }
@@ -298,6 +457,7 @@ impl Plugin {
             )
         };
         let conn = ev.client as usize;
+        self.end_recovered();
         let mut st = self.state();
         // A new connection at this address: whatever was recorded there is gone.
         st.sessions.forget(conn);
@@ -325,6 +485,7 @@ impl Plugin {
                     username: user,
                 };
                 let version = st.sessions.connect(conn, session.clone(), grant);
+                self.save_live(&mut st);
                 drop(st);
                 let (topic, body) = records::connected_event(&session, now_ms(), version);
                 self.publish_event(&topic, &body);
@@ -361,6 +522,18 @@ impl Plugin {
             && unsafe { CStr::from_ptr(user) }.to_bytes()
                 == self.config.backend_username.as_bytes()
         {
+            if self.replay_armed.load(Ordering::Relaxed) && ev.access == ffi::MOSQ_ACL_SUBSCRIBE {
+                // SAFETY: the topic (here the filter) of an ACL check is a valid C string.
+                let filter = unsafe { CStr::from_ptr(ev.topic) }.to_string_lossy();
+                let single = self
+                    .config
+                    .presence_topic
+                    .as_ref()
+                    .map(|t| t.to_string_lossy());
+                if records::may_receive_disconnects(&filter, single.as_deref()) {
+                    self.replay_wanted.store(true, Ordering::Relaxed);
+                }
+            }
             return MOSQ_ERR_PLUGIN_DEFER;
         }
         // SAFETY: the topic of an ACL check is a valid C string owned by the broker.
@@ -432,6 +605,8 @@ impl Plugin {
 
     /// The sweep, at most once per [`SWEEP_INTERVAL`].
     fn tick(&self) {
+        self.end_recovered();
+        self.replay();
         let mut st = self.state();
         let now = Instant::now();
         if st
@@ -478,7 +653,14 @@ impl Plugin {
     }
 
     fn on_disconnect(&self, client: *mut MosquittoClient) {
-        let ended = self.state().sessions.disconnect(client as usize);
+        let ended = {
+            let mut st = self.state();
+            let ended = st.sessions.disconnect(client as usize);
+            if ended.is_some() {
+                self.save_live(&mut st);
+            }
+            ended
+        };
         if let Some(d) = ended {
             let (topic, body) =
                 records::disconnected_event(&d.session, now_ms(), d.version, d.cause);
@@ -694,6 +876,7 @@ unsafe fn init(
                     Ok(c) => config.presence_topic = Some(c),
                     Err(_) => return ffi::MOSQ_ERR_INVAL,
                 },
+                "sessions_file" => config.sessions_file = Some(PathBuf::from(v)),
                 "publish_per_second" => match v.trim().parse::<u32>() {
                     Ok(n) => config.publish_per_second = n,
                     Err(_) => {
@@ -743,13 +926,36 @@ unsafe fn init(
             n => format!("classroom connections: at most {n} publishes per second each"),
         },
     );
+    // The previous run's live sessions: ended on the first tick (see `end_recovered`); their
+    // clients' versions continue past them from now on.
+    let recovered = match &config.sessions_file {
+        Some(path) => {
+            let (recovered, note) = live::load(path);
+            log_note(note);
+            recovered
+        }
+        None => {
+            log(
+                MOSQ_LOG_INFO,
+                "no plugin_opt_sessions_file: sessions live when the broker stops get no \
+                 disconnected event",
+            );
+            Vec::new()
+        }
+    };
+    let mut sessions = Sessions::default();
+    sessions.continue_versions(&recovered);
+    let recovering = !recovered.is_empty();
     let mut state = State {
-        sessions: Sessions::default(),
+        sessions,
         keys: KeysFile::new(keys_file),
         revocations: RevocationsFile::new(config.revocations_file.clone()),
         last_sweep: None,
         limiter: rate::Limiter::new(config.publish_per_second),
         started: Instant::now(),
+        recovered,
+        saved: None,
+        replay: None,
     };
     // Read both now, so the log shows at start-up whether sign-in can work.
     log_note(state.keys.refresh());
@@ -758,6 +964,9 @@ unsafe fn init(
         id,
         config,
         state: Mutex::new(state),
+        recovering: AtomicBool::new(recovering),
+        replay_armed: AtomicBool::new(false),
+        replay_wanted: AtomicBool::new(false),
     }));
     for (event, cb) in CALLBACKS {
         // SAFETY: `id` is the identifier the broker gave us; `plugin` outlives the registration
@@ -781,6 +990,12 @@ unsafe fn init(
 }
 
 /// Unregisters the callbacks and frees the state.
+///
+/// The live sessions' `disconnected` events are *not* published here: Mosquitto 2.0 calls
+/// this after the main loop ended, after it saved its persistence and freed every client
+/// context (the backend's included) and closed its database, so a message queued now would
+/// reach no subscriber and would not be saved. The live-sessions file, left as it is, makes
+/// the next start publish them ([`live`]), after a SIGTERM as after a kill -9.
 ///
 /// # Safety
 /// Called once by Mosquitto with the userdata set in [`mosquitto_plugin_init`].

@@ -38,6 +38,10 @@ pub enum DisconnectCause {
     /// The plugin disconnected it because its token or client was revoked (IoT:
     /// `SERVER_INITIATED_DISCONNECT`, the server ending a connection for operational reasons).
     Revoked,
+    /// The broker stopped (SIGTERM) or died (kill -9) while the session was live: published by
+    /// the next run of the broker ([`crate::live`]). IoT: `SERVER_INITIATED_DISCONNECT`, as
+    /// for a connection IoT Core ends because of its own maintenance.
+    BrokerRestart,
     /// Anything else: a clean DISCONNECT, a killed socket or a keep-alive expiry. Mosquitto
     /// 2.0.11 passes the reason `-1` to every disconnect callback, so these cannot be told
     /// apart from a plugin.
@@ -50,7 +54,7 @@ impl DisconnectCause {
         match self {
             Self::Takeover => "DUPLICATE_CLIENTID",
             Self::TokenExpired => "CUSTOMAUTH_TTL_EXPIRATION",
-            Self::Revoked => "SERVER_INITIATED_DISCONNECT",
+            Self::Revoked | Self::BrokerRestart => "SERVER_INITIATED_DISCONNECT",
             Self::Unknown => "UNKNOWN",
         }
     }
@@ -134,6 +138,36 @@ pub fn disconnected_event(
     )
 }
 
+/// Whether a subscription to `filter` could receive a `disconnected` lifecycle event: with
+/// `single_topic` (`plugin_opt_presence_topic`), whether it matches that topic; otherwise
+/// whether it matches `$aws/events/presence/disconnected/<some client ID>` (`+` and `#`
+/// wildcards; any literal client ID level counts).
+pub fn may_receive_disconnects(filter: &str, single_topic: Option<&str>) -> bool {
+    let topic: Vec<&str> = match single_topic {
+        Some(t) => t.split('/').collect(),
+        None => vec!["$aws", "events", "presence", "disconnected", ""],
+    };
+    let any_last = single_topic.is_none();
+    let filter: Vec<&str> = filter.split('/').collect();
+    for (i, level) in filter.iter().enumerate() {
+        match (*level, topic.get(i)) {
+            // `#` also matches the parent level itself, but never a `$` topic from the first
+            // level (MQTT-4.7.2-1); the topics here all start with `$`.
+            ("#", _) => return i > 0,
+            (_, None) => return false,
+            ("+", Some(_)) => {
+                if i == 0 {
+                    return false;
+                }
+            }
+            (_, Some(_)) if any_last && i == topic.len() - 1 => {}
+            (l, Some(t)) if l == *t => {}
+            _ => return false,
+        }
+    }
+    filter.len() == topic.len()
+}
+
 /// True when `topic` is under one of the uplink parents (`roomSend` matches `roomSend/...`).
 pub fn is_uplink(topic: &str, parents: &[String]) -> bool {
     parents.iter().any(|p| {
@@ -213,6 +247,52 @@ mod tests {
         let (t, b) = connected_event(&s, 1, 1);
         assert_eq!(t, "$aws/events/presence/connected/a_b__");
         assert_eq!(parse(&b)["clientId"], "a/b+#");
+    }
+
+    #[test]
+    fn a_restart_ends_sessions_as_the_server_would() {
+        assert_eq!(
+            DisconnectCause::BrokerRestart.iot_reason(),
+            "SERVER_INITIATED_DISCONNECT"
+        );
+    }
+
+    #[test]
+    fn filters_that_may_receive_disconnected_events_are_recognised() {
+        for f in [
+            "$aws/events/presence/#",
+            "$aws/events/#",
+            "$aws/#",
+            "$aws/events/presence/disconnected/+",
+            "$aws/events/presence/+/+",
+            "$aws/events/presence/disconnected/GID_student@@@001",
+            "$aws/+/presence/disconnected/#",
+        ] {
+            assert!(may_receive_disconnects(f, None), "{f}");
+        }
+        for f in [
+            "#",
+            "+/events/presence/disconnected/x",
+            "$aws/events/presence/connected/+",
+            "$aws/events/presence",
+            "$aws/events/presence/disconnected",
+            "$aws/events/presence/disconnected/a/b",
+            "$classroom/uplink",
+        ] {
+            assert!(!may_receive_disconnects(f, None), "{f}");
+        }
+        assert!(may_receive_disconnects(
+            "$classroom/presence",
+            Some("$classroom/presence")
+        ));
+        assert!(may_receive_disconnects(
+            "$classroom/#",
+            Some("$classroom/presence")
+        ));
+        assert!(!may_receive_disconnects(
+            "$aws/events/presence/#",
+            Some("$classroom/presence")
+        ));
     }
 
     #[test]

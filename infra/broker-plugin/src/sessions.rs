@@ -18,7 +18,9 @@
 //!
 //! The table lives in memory only: after a broker restart, sessions Mosquitto restored from its
 //! persistence have no entry, so nothing is queued for them (denied, no grant) until their
-//! client signs in again.
+//! client signs in again. What the next run needs to end the live ones (their lifecycle
+//! sessions and versions, [`Sessions::live`]) goes to the live-sessions file ([`crate::live`]),
+//! and that run continues their clients' version counters ([`Sessions::continue_versions`]).
 //!
 //! The sweep ([`Sessions::sweep`]) ends live entries whose grant expired or was revoked and
 //! returns the client IDs to kick. Kicking goes by client ID (the only way Mosquitto 2.0 offers),
@@ -32,6 +34,7 @@ use std::collections::HashMap;
 use signin::{Grant, Revocations};
 
 use crate::auth::{self, AclVerdict, Who};
+use crate::live::LiveSession;
 use crate::records::{DisconnectCause, Session};
 
 /// Why the plugin ended a connection.
@@ -76,6 +79,8 @@ pub struct Entry {
     pub taken_over: bool,
     /// Ended by the sweep (kicked): every ACL check is denied until it is gone.
     pub ended: Option<End>,
+    /// The `versionNumber` of its `connected` event.
+    pub version: u64,
 }
 
 /// A connection to disconnect, as [`Sessions::sweep`] returns it.
@@ -133,6 +138,7 @@ impl Sessions {
             }
         }
         self.seq += 1;
+        let version = self.next_version(&client_id);
         let entry = Entry {
             session,
             grant,
@@ -140,9 +146,36 @@ impl Sessions {
             online: true,
             taken_over: false,
             ended: None,
+            version,
         };
         self.by_conn.insert(conn, entry);
-        self.next_version(&client_id)
+        version
+    }
+
+    /// The live connections (the disconnect callback has not run yet), in accept order: what
+    /// the live-sessions file records.
+    pub fn live(&self) -> Vec<LiveSession> {
+        let mut live: Vec<&Entry> = self.by_conn.values().filter(|e| e.online).collect();
+        live.sort_by_key(|e| e.seq);
+        live.into_iter()
+            .map(|e| LiveSession {
+                session: e.session.clone(),
+                version: e.version,
+            })
+            .collect()
+    }
+
+    /// After a restart: the clients of `ended` (the previous run's live sessions, whose
+    /// `disconnected` events carry their `connected` version + 1) continue their version
+    /// counters from there, so their next `connected` event has a higher version.
+    pub fn continue_versions(&mut self, ended: &[LiveSession]) {
+        for l in ended {
+            let v = self
+                .versions
+                .entry(l.session.client_id.clone())
+                .or_insert(0);
+            *v = (*v).max(l.version.saturating_add(1));
+        }
     }
 
     /// The disconnect callback: the `disconnected` event to publish, if `conn` was a live
@@ -324,6 +357,37 @@ mod tests {
         s.disconnect(2);
         s.connect(3, session(B), grant(B, "t3", NOW + 60));
         assert_eq!(s.counts(), (1, 1));
+    }
+
+    #[test]
+    fn the_live_sessions_are_the_connected_ones_with_their_versions() {
+        let mut s = Sessions::default();
+        s.connect(1, session(A), grant(A, "t1", NOW + 60));
+        s.connect(2, session(B), grant(B, "t2", NOW + 60));
+        s.disconnect(1);
+        assert_eq!(
+            s.live(),
+            vec![LiveSession {
+                session: session(B),
+                version: 1
+            }]
+        );
+        // A takeover: both are live until the broker closes the old one.
+        s.connect(3, session(B), grant(B, "t3", NOW + 60));
+        let live: Vec<u64> = s.live().iter().map(|l| l.version).collect();
+        assert_eq!(live, [1, 2]);
+    }
+
+    #[test]
+    fn after_a_restart_a_clients_versions_continue_past_its_ended_session() {
+        let mut s = Sessions::default();
+        s.continue_versions(&[LiveSession {
+            session: session(A),
+            version: 7,
+        }]);
+        // The ended session's disconnected event is version 8: the reconnect is 9.
+        assert_eq!(s.connect(1, session(A), grant(A, "t1", NOW + 60)), 9);
+        assert_eq!(s.connect(2, session(B), grant(B, "t2", NOW + 60)), 1);
     }
 
     #[test]

@@ -22,6 +22,21 @@
 //! nothing (a duplicate), so a redelivery costs no write; otherwise the new item is written in
 //! a transaction conditioned on the client's version (optimistic concurrency). What to write
 //! and whom to tell is the rule's: [`crate::classroom::presence`].
+//!
+//! # No channel outlives the longest connection
+//! A channel whose offline event is lost (a broker that died without publishing it, an event
+//! dropped on the way) would stay open for ever. No connection can last longer than
+//! [`MAX_SESSION_MS`]: token sign-in makes IoT Core end every connection after
+//! `disconnectAfterInSeconds`, at most 24 h, and the local broker's plugin kicks a connection
+//! when its token (at most 24 h) expires; plus a margin for clocks and delivery. So an open
+//! channel connected longer ago than that is over ([`ChannelState::is_overdue`], the clock
+//! passed in), and it is closed as if its offline event had said so at the latest time the
+//! connection can have ended ([`ChannelState::deadline_ms`]), with the reason
+//! [`MAX_SESSION_EXCEEDED`]: the presence rule closes it at the client's next event
+//! (`crate::classroom::presence::overdue_closures`), and readers treat it as closed meanwhile
+//! ([`ClientPresence::as_of`]). The closing time is a function of the channel alone, not of when
+//! it is noticed, so every closer writes the same item (duplicates change nothing), and a real
+//! offline event arriving later keeps the earlier of the two times, as any offline event does.
 
 use std::collections::BTreeMap;
 
@@ -37,6 +52,23 @@ use crate::lifecycle::{LifecycleEvent, LifecycleKind, OfflineReason};
 pub const RETENTION_MS: u64 = 15 * 24 * 3600 * 1000;
 // Longer than SQS keeps a message (14 days), or an expired channel could be reopened.
 const _: () = assert!(RETENTION_MS > 14 * 24 * 3600 * 1000);
+
+/// The longest a connection can last, ms: token sign-in's `disconnectAfterInSeconds` is at
+/// most 24 h (IoT Core's maximum, `signin::iot::MAX_DISCONNECT_AFTER_SECS`; the local plugin
+/// kicks a connection when its token, at most 24 h, expires).
+pub const MAX_CONNECTION_MS: u64 = 86_400 * 1000;
+
+/// The margin on top of [`MAX_CONNECTION_MS`] (clock skew between the broker and the function,
+/// the kick's sweep interval, delivery of the offline event): 10 minutes.
+pub const SESSION_MARGIN_MS: u64 = 10 * 60 * 1000;
+
+/// No channel stays open longer than this after its connect: [`MAX_CONNECTION_MS`] +
+/// [`SESSION_MARGIN_MS`] (24 h 10 min).
+pub const MAX_SESSION_MS: u64 = MAX_CONNECTION_MS + SESSION_MARGIN_MS;
+
+/// The offline reason of a channel closed because it outlived [`MAX_SESSION_MS`] (stored as
+/// the item's offline reason, logged; not an AWS IoT `disconnectReason`).
+pub const MAX_SESSION_EXCEEDED: &str = "MAX_SESSION_EXCEEDED";
 
 /// Whether an event is older than [`RETENTION_MS`] at `now_ms`: its channel may be gone, so
 /// applying it could reopen a connection that ended long ago. Such events are dropped.
@@ -94,6 +126,34 @@ impl ChannelState {
         self.offline
             .as_ref()
             .map(|o| o.at.saturating_add(RETENTION_MS) / 1000)
+    }
+
+    /// The latest time an open channel's connection can have ended, ms: its connect +
+    /// [`MAX_SESSION_MS`]. `None` unless open.
+    pub fn deadline_ms(&self) -> Option<u64> {
+        match (self.connected_at, &self.offline) {
+            (Some(at), None) => Some(at.saturating_add(MAX_SESSION_MS)),
+            _ => None,
+        }
+    }
+
+    /// Whether the channel is open but has been for longer than [`MAX_SESSION_MS`] at
+    /// `now_ms`: its offline event was lost. Exactly at the deadline it is not yet.
+    pub fn is_overdue(&self, now_ms: u64) -> bool {
+        self.deadline_ms().is_some_and(|d| now_ms > d)
+    }
+
+    /// The offline event an overdue channel is closed with: at its deadline, `tcpclean`,
+    /// [`MAX_SESSION_EXCEEDED`] (`None` unless overdue at `now_ms`).
+    pub fn overdue_offline(&self, now_ms: u64) -> Option<Offline> {
+        if !self.is_overdue(now_ms) {
+            return None;
+        }
+        self.deadline_ms().map(|at| Offline {
+            at,
+            kind: LifecycleKind::TcpClean,
+            reason: Some(OfflineReason::Other(MAX_SESSION_EXCEEDED.to_owned())),
+        })
     }
 
     /// Whether both ends of the channel are known: it can never change again except by a
@@ -183,6 +243,29 @@ impl ClientPresence {
             .map(|(id, _)| id.as_str())
     }
 
+    /// The channels overdue at `now_ms` ([`ChannelState::is_overdue`]), with their deadlines.
+    pub fn overdue(&self, now_ms: u64) -> impl Iterator<Item = (&str, u64)> {
+        self.channels
+            .iter()
+            .filter(move |(_, c)| c.is_overdue(now_ms))
+            .filter_map(|(id, c)| c.deadline_ms().map(|d| (id.as_str(), d)))
+    }
+
+    /// The presence as it stands at `now_ms`: every overdue channel closed at its deadline
+    /// ([`ChannelState::overdue_offline`]), as the presence rule will write it. What a reader
+    /// (the presence query) should answer from, so a channel whose offline event was lost is
+    /// not reported open before the rule gets to close it.
+    #[must_use]
+    pub fn as_of(&self, now_ms: u64) -> Self {
+        let mut out = self.clone();
+        for c in out.channels.values_mut() {
+            if let Some(off) = c.overdue_offline(now_ms) {
+                c.offline = Some(off);
+            }
+        }
+        out
+    }
+
     /// The reducer: applies one event and says what changed.
     pub fn apply(&mut self, event: &LifecycleEvent) -> Applied {
         let before = self.is_online();
@@ -255,6 +338,57 @@ mod tests {
         assert!(!is_stale(now - RETENTION_MS, now));
         assert!(is_stale(now - RETENTION_MS - 1, now));
         assert!(!is_stale(0, 0));
+    }
+
+    #[test]
+    fn an_open_channel_is_overdue_only_after_the_longest_connection_and_its_margin() {
+        assert_eq!(MAX_SESSION_MS, (86_400 + 600) * 1000);
+        let t0 = 1_732_240_000_000;
+        let mut p = ClientPresence::default();
+        p.apply(&ev(Connect, t0, "lost"));
+        let c = &p.channels["lost"];
+        assert_eq!(c.deadline_ms(), Some(t0 + MAX_SESSION_MS));
+        // Not before the bound, not exactly at it; one millisecond later it is.
+        assert!(!c.is_overdue(t0 + MAX_CONNECTION_MS));
+        assert!(!c.is_overdue(t0 + MAX_SESSION_MS));
+        assert!(c.is_overdue(t0 + MAX_SESSION_MS + 1));
+        assert_eq!(c.overdue_offline(t0 + MAX_SESSION_MS), None);
+        let off = c.overdue_offline(t0 + MAX_SESSION_MS + 1).unwrap();
+        assert_eq!(
+            (
+                off.at,
+                off.kind,
+                off.reason.as_ref().map(OfflineReason::as_str)
+            ),
+            (t0 + MAX_SESSION_MS, TcpClean, Some(MAX_SESSION_EXCEEDED))
+        );
+        // A clock behind the connect's is not overdue either.
+        assert!(!c.is_overdue(0));
+    }
+
+    #[test]
+    fn as_of_closes_overdue_channels_and_leaves_the_others() {
+        let t0 = 1_732_240_000_000;
+        let mut p = ClientPresence::default();
+        p.apply(&ev(Connect, t0, "lost"));
+        p.apply(&ev(Connect, t0 + 3_600_000, "live"));
+        p.apply(&ev(Connect, t0 - 10, "closed"));
+        p.apply(&ev(TcpClean, t0 - 5, "closed"));
+        let at_bound = p.as_of(t0 + MAX_SESSION_MS);
+        assert_eq!(at_bound, p, "nothing is overdue at the bound itself");
+        let now = t0 + MAX_SESSION_MS + 1;
+        assert_eq!(
+            p.overdue(now).collect::<Vec<_>>(),
+            [("lost", t0 + MAX_SESSION_MS)]
+        );
+        let seen = p.as_of(now);
+        assert!(seen.is_online());
+        assert_eq!(seen.open_channels().collect::<Vec<_>>(), ["live"]);
+        assert_eq!(seen.channels["closed"], p.channels["closed"]);
+        // Later, the other one too: the client is offline.
+        assert!(!p.as_of(t0 + 3_600_000 + MAX_SESSION_MS + 1).is_online());
+        // A closed channel, however old, is never overdue.
+        assert!(!p.channels["closed"].is_overdue(u64::MAX));
     }
 
     #[test]

@@ -23,6 +23,18 @@
 //!    the same transition is not announced twice, and if the re-read changed the outcome after
 //!    a notice went out it adds a correction with the client's state now.
 //!
+//! # Channels whose offline event was lost
+//! No connection lasts longer than [`crate::presence::MAX_SESSION_MS`] (24 h 10 min, see
+//! [`crate::presence`]). Before applying an event, the function asks [`overdue_closures`]
+//! (with the batch's `now`) for the client's channels still open beyond that bound and applies
+//! each closure first, as an ordinary event through [`Rule`]: a `tcpclean` at the channel's
+//! deadline with the reason [`MAX_SESSION_EXCEEDED`], so the rooms get the usual offline notice
+//! if it was the client's last open channel, and the event itself then meets the true state.
+//! Closures are deterministic (the same event for the same channel whoever computes it), so a
+//! retry, a concurrent closer or a late real offline event changes nothing more. A client that
+//! never sends another event is closed by whatever reads its presence through
+//! [`ClientPresence::as_of`] (the presence query) until a scheduled sweep writes it.
+//!
 //! # Why the notices go out before the write
 //! If the write fails the record is redelivered, recomputes the same transition and resends
 //! the same notice IDs (they derive from the event: [`event_source_id`]; clients
@@ -36,9 +48,10 @@
 
 use crate::error::MappingError;
 use crate::lifecycle::LifecycleEvent;
+use crate::lifecycle::{LifecycleKind, OfflineReason};
 use crate::names::{ClientId, NameError, RoomId};
 use crate::notice::{Notice, StatusNotice, notice_id};
-use crate::presence::{ChannelState, ClientPresence, Transition, is_stale};
+use crate::presence::{ChannelState, ClientPresence, MAX_SESSION_EXCEEDED, Transition, is_stale};
 
 /// A client's state as read from the store: its channels, and the head item's version and
 /// rooms.
@@ -101,6 +114,29 @@ pub fn admit(body: &str, tag: Option<&str>, now_ms: u64) -> Result<Admission, Ma
         return Ok(Admission::Stale(event));
     }
     Ok(Admission::Apply(Rule::new(event)))
+}
+
+/// The events that close `client`'s channels overdue at `now_ms` (open longer than
+/// [`crate::presence::MAX_SESSION_MS`]: their offline event was lost), in channel order: each a
+/// `tcpclean` of that channel at its deadline with the reason [`MAX_SESSION_EXCEEDED`]. Apply
+/// each with a [`Rule`] before the event that brought the client's state in; none at or before
+/// the bound.
+pub fn overdue_closures(
+    client: &ClientId,
+    presence: &ClientPresence,
+    now_ms: u64,
+) -> Vec<LifecycleEvent> {
+    presence
+        .overdue(now_ms)
+        .map(|(channel, deadline)| LifecycleEvent {
+            client_id: client.clone(),
+            kind: LifecycleKind::TcpClean,
+            time_ms: deadline,
+            channel_id: channel.to_owned(),
+            client_ip: None,
+            reason: Some(OfflineReason::Other(MAX_SESSION_EXCEEDED.to_owned())),
+        })
+        .collect()
 }
 
 /// The ID all status notices caused by `event` derive from: the event itself (client,
@@ -265,8 +301,132 @@ impl Rule {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
     use super::*;
+    use crate::presence::MAX_SESSION_MS;
     use Transition::{BecameOffline, BecameOnline, Unchanged};
+
+    const T0: u64 = 1_732_240_000_000;
+
+    fn student() -> ClientId {
+        ClientId::parse("GID_student@@@002").unwrap()
+    }
+
+    fn event(kind: LifecycleKind, time_ms: u64, channel: &str) -> LifecycleEvent {
+        LifecycleEvent {
+            client_id: student(),
+            kind,
+            time_ms,
+            channel_id: channel.to_owned(),
+            client_ip: None,
+            reason: None,
+        }
+    }
+
+    fn snapshot(events: &[LifecycleEvent]) -> Snapshot {
+        Snapshot {
+            presence: ClientPresence::from_events(events),
+            version: events.len() as u64,
+            rooms: vec![RoomId::parse("1").unwrap()],
+        }
+    }
+
+    #[test]
+    fn a_channel_whose_offline_event_was_lost_is_closed_at_the_bound_and_not_before() {
+        // Connected at T0; the broker died and its disconnected event never came.
+        let read = snapshot(&[event(LifecycleKind::Connect, T0, "lost")]);
+        assert!(overdue_closures(&student(), &read.presence, T0 + MAX_SESSION_MS).is_empty());
+        let closures = overdue_closures(&student(), &read.presence, T0 + MAX_SESSION_MS + 1);
+        assert_eq!(closures.len(), 1);
+        let close = &closures[0];
+        assert_eq!(
+            (close.kind, close.time_ms, close.channel_id.as_str()),
+            (LifecycleKind::TcpClean, T0 + MAX_SESSION_MS, "lost")
+        );
+        assert_eq!(
+            close.reason.as_ref().map(OfflineReason::as_str),
+            Some(MAX_SESSION_EXCEEDED)
+        );
+        // Applied like any event: offline, the usual notice to the client's rooms.
+        let Step::Write {
+            transition,
+            notices,
+            write,
+        } = Rule::new(close.clone()).decide(&read)
+        else {
+            panic!("a closure writes");
+        };
+        assert_eq!(transition, BecameOffline);
+        assert_eq!(notices.len(), 1);
+        assert!(
+            notices[0].body().contains("offline"),
+            "{}",
+            notices[0].body()
+        );
+        assert_eq!(notices[0].ts(), T0 + MAX_SESSION_MS);
+        assert!(!write.online);
+        assert_eq!(
+            write.state.offline.as_ref().map(|o| o.at),
+            Some(T0 + MAX_SESSION_MS)
+        );
+        // Computed again (a retry, another container, a later batch): the same event.
+        assert_eq!(
+            overdue_closures(&student(), &read.presence, T0 + 40 * MAX_SESSION_MS),
+            closures
+        );
+    }
+
+    #[test]
+    fn once_closed_a_late_offline_event_or_a_second_closure_changes_nothing() {
+        let close = overdue_closures(
+            &student(),
+            &ClientPresence::from_events(&[event(LifecycleKind::Connect, T0, "lost")]),
+            T0 + MAX_SESSION_MS + 1,
+        );
+        let mut history = vec![event(LifecycleKind::Connect, T0, "lost")];
+        history.extend(close.iter().cloned());
+        let read = snapshot(&history);
+        assert!(overdue_closures(&student(), &read.presence, T0 + 2 * MAX_SESSION_MS).is_empty());
+        // The restart's disconnected event, later than the deadline: nothing to write.
+        let late = event(LifecycleKind::TcpClean, T0 + MAX_SESSION_MS + 5_000, "lost");
+        assert!(matches!(
+            Rule::new(late).decide(&read),
+            Step::Duplicate {
+                transition: Unchanged
+            }
+        ));
+        // An earlier real one: recorded, no transition, no notice.
+        let early = event(LifecycleKind::TcpClean, T0 + 60_000, "lost");
+        let Step::Write {
+            transition,
+            notices,
+            ..
+        } = Rule::new(early).decide(&read)
+        else {
+            panic!("an earlier offline time is written");
+        };
+        assert_eq!((transition, notices.len()), (Unchanged, 0));
+    }
+
+    #[test]
+    fn only_the_overdue_channel_closes_and_a_newer_one_keeps_the_client_online() {
+        let read = snapshot(&[
+            event(LifecycleKind::Connect, T0, "lost"),
+            event(LifecycleKind::Connect, T0 + MAX_SESSION_MS - 1_000, "new"),
+        ]);
+        let closures = overdue_closures(&student(), &read.presence, T0 + MAX_SESSION_MS + 1);
+        assert_eq!(closures.len(), 1);
+        let Step::Write {
+            transition,
+            notices,
+            ..
+        } = Rule::new(closures[0].clone()).decide(&read)
+        else {
+            panic!("a closure writes");
+        };
+        assert_eq!((transition, notices.len()), (Unchanged, 0));
+    }
 
     #[test]
     fn a_first_transition_is_announced_and_not_twice() {
