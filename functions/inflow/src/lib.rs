@@ -121,7 +121,13 @@ impl Function {
                 );
             }
             let refs: Vec<&Publish> = fanout.items().collect();
+            let started = std::time::Instant::now();
             let results = self.publisher.publish_all(&refs).await;
+            if !refs.is_empty() {
+                let metrics = kit::Metrics::new("inflow");
+                metrics.millis("PublishLatency", started.elapsed().as_secs_f64() * 1000.0);
+                metrics.emit();
+            }
             for ((i, p), result) in fanout.indexed().zip(&results) {
                 if result.is_ok() {
                     records[i].span.in_scope(|| {

@@ -63,8 +63,8 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use kit::{
-    BatchError, ConfigError, Env, Fanout, OutgoingMessage, Record, RecordError, Settler, SqsSender,
-    process_batch,
+    BatchError, ConfigError, Env, Fanout, Metrics, OutgoingMessage, Record, RecordError, Settler,
+    SqsSender, process_batch,
 };
 use mapping::classroom::moderation::{
     ChatRate, DEFAULT_CHAT_RATE_LIMIT, DEFAULT_CHAT_RATE_WINDOW_MS, DEFAULT_MAX_ROOMS_PER_CLIENT,
@@ -244,14 +244,15 @@ impl Function {
     pub async fn handle(&self, mut event: SqsEvent) -> Result<SqsBatchResponse, BatchError> {
         process_batch(&mut event, self.settler.as_ref(), |records| async move {
             let now_ms = kit::now_ms();
+            let metrics = Metrics::new("moderation");
             let mut fanout = Fanout::new(records.len());
             for record in &records {
-                let notices = Box::pin(self.record(record, now_ms))
+                let notices = Box::pin(self.record(record, now_ms, &metrics))
                     .instrument(record.span.clone())
                     .await;
                 fanout.push(notices);
             }
-            fanout
+            let outcomes = fanout
                 .send_with(async |notices: Vec<&Notice>| {
                     let messages: Vec<OutgoingMessage> =
                         notices.iter().map(|n| n.to_downlink().into()).collect();
@@ -259,14 +260,21 @@ impl Function {
                         .send_all(&self.downlink_queue_url, &messages)
                         .await
                 })
-                .await
+                .await;
+            metrics.emit();
+            outcomes
         })
         .await
     }
 
     /// One record: decode, plan, read, decide, write, log; its notices are returned for
     /// sending with the batch's.
-    async fn record(&self, record: &Record<'_>, now_ms: u64) -> Result<Vec<Notice>, RecordError> {
+    async fn record(
+        &self,
+        record: &Record<'_>,
+        now_ms: u64,
+        metrics: &Metrics,
+    ) -> Result<Vec<Notice>, RecordError> {
         let attr = |key: &str| {
             record
                 .message
@@ -318,12 +326,33 @@ impl Function {
             notices = if_superseded.unwrap_or_default();
         }
         log(&origin, &fact, mute);
+        measure(metrics, &fact, mute);
         // Read after the join was written, so the list includes the teacher.
         if let Some(room) = members_of {
             let members = self.store.room_members(&room).await.map_err(transient)?;
             notices.extend(self.rule.members(&origin, &room, members));
         }
         Ok(notices)
+    }
+}
+
+/// The record's metrics (see `kit::metrics`): chats delivered and masked, refusals by reason,
+/// mutes and unmutes written.
+fn measure(metrics: &Metrics, fact: &Fact, mute: Option<MuteOutcome>) {
+    match fact {
+        Fact::Refused { reason } | Fact::RefusedSilently { reason, .. } => {
+            metrics.count_by("Rejected", "Reason", reason.as_str(), 1);
+        }
+        Fact::Delivered { masked, .. } => {
+            metrics.count("ChatsDelivered", 1);
+            if *masked {
+                metrics.count("ChatsMasked", 1);
+            }
+        }
+        Fact::MuteCommand { .. } if mute == Some(MuteOutcome::Written) => {
+            metrics.count("Mutes", 1);
+        }
+        Fact::Joined { .. } | Fact::MuteCommand { .. } => {}
     }
 }
 

@@ -28,6 +28,18 @@
 //!    one transaction conditioned on the version read; on a conflict go back to 2 (at most
 //!    [`MAX_ATTEMPTS`] times, then the record fails and is redelivered).
 //!
+//! # Channels whose offline event was lost
+//! Before step 3, the client's channels still open longer than the longest connection
+//! (`mapping::presence::MAX_SESSION_MS`, 24 h 10 min at the batch's `now`) are closed first,
+//! each as an ordinary event through the same cycle
+//! ([`mapping::classroom::presence::overdue_closures`]: a `tcpclean` at the channel's deadline,
+//! reason `MAX_SESSION_EXCEEDED`, the usual offline notice if it was the last open channel);
+//! then the client is read again and the record's event decided on the true state. This costs
+//! nothing more unless a channel is overdue (the check uses the read step 2 makes anyway). A
+//! client that never sends another event is not closed by this function: readers of its
+//! presence must use `ClientPresence::as_of(now)` until a scheduled sweep closes it (none is
+//! deployed yet; see the README, "Presence").
+//!
 //! Notices go out *before* the write: if the write fails the record is redelivered, recomputes
 //! the same transition and resends the same notice IDs (clients de-duplicate); writing first
 //! would lose the notice, because the redelivered event would then be a duplicate. If a
@@ -40,10 +52,10 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use kit::{
-    BatchError, ConfigError, Env, Outcome, OutgoingMessage, RecordError, SendError, Settler,
-    SqsSender, each_record, process_batch,
+    BatchError, ConfigError, Env, Metrics, Outcome, OutgoingMessage, RecordError, SendError,
+    Settler, SqsSender, each_record, process_batch,
 };
-use mapping::classroom::presence::{Admission, Rule, Snapshot, Step, admit};
+use mapping::classroom::presence::{Admission, Rule, Snapshot, Step, admit, overdue_closures};
 use mapping::{ClientId, LifecycleEvent, Notice, RulesConfig, Transition};
 use stores::{PresenceStore, StoreError, WriteOutcome};
 use tracing::{debug, info, warn};
@@ -87,8 +99,10 @@ pub struct Effect {
     pub changed: bool,
     /// Read-decide(-write) attempts: 1 unless a concurrent writer conflicted.
     pub attempts: u32,
-    /// Status notices sent (one per room, plus corrections).
+    /// Status notices sent (one per room, plus corrections), those of `closed` included.
     pub notices: usize,
+    /// Overdue channels of the client closed first (`MAX_SESSION_EXCEEDED`).
+    pub closed: usize,
 }
 
 /// The presence function: store, downlink sender, rules.
@@ -181,16 +195,20 @@ impl Function {
     /// is read once, for the whole batch.
     pub async fn handle(&self, mut event: SqsEvent) -> Result<SqsBatchResponse, BatchError> {
         let now_ms = (self.clock)();
-        process_batch(&mut event, self.settler.as_ref(), |records| async move {
+        let metrics = Metrics::new("presence");
+        let metrics = &metrics;
+        let response = process_batch(&mut event, self.settler.as_ref(), |records| async move {
             each_record(&records, |record| {
-                self.handle_record(record.message, now_ms)
+                self.handle_record(record.message, now_ms, metrics)
             })
             .await
         })
-        .await
+        .await;
+        metrics.emit();
+        response
     }
 
-    async fn handle_record(&self, message: &SqsMessage, now_ms: u64) -> Outcome {
+    async fn handle_record(&self, message: &SqsMessage, now_ms: u64, metrics: &Metrics) -> Outcome {
         let tag = message
             .message_attributes
             .get("tag")
@@ -208,7 +226,23 @@ impl Function {
             }
         };
         // Boxed: the read-decide-send-write future is deep (SDK futures inside a retry loop).
-        Box::pin(self.run(rule)).await?;
+        let effect = Box::pin(self.run(rule, Some(now_ms))).await?;
+        // Metrics (see `kit::metrics`): each online/offline transition written, and each
+        // channel closed at the age bound (an offline transition or not).
+        if effect.changed {
+            match effect.transition {
+                Transition::BecameOnline => {
+                    metrics.count_by("PresenceTransitions", "Direction", "online", 1);
+                }
+                Transition::BecameOffline => {
+                    metrics.count_by("PresenceTransitions", "Direction", "offline", 1);
+                }
+                Transition::Unchanged => {}
+            }
+        }
+        if effect.closed > 0 {
+            metrics.count("ChannelsClosedAtBound", effect.closed as u64);
+        }
         Ok(())
     }
 
@@ -228,20 +262,66 @@ impl Function {
         Ok(())
     }
 
-    /// Applies one event: read, decide, send, write (see the crate docs). No staleness check:
-    /// [`Function::handle`] does that.
+    /// Applies one event: read, decide, send, write (see the crate docs). No staleness check
+    /// ([`Function::handle`] does that) and no clock: overdue channels are not closed (see
+    /// [`Function::apply_at`]).
     pub async fn apply(&self, event: &LifecycleEvent) -> Result<Effect, PresenceError> {
-        self.run(Rule::new(event.clone())).await
+        self.run(Rule::new(event.clone()), None).await
     }
 
-    async fn run(&self, mut rule: Rule) -> Result<Effect, PresenceError> {
+    /// As [`Function::apply`] at `now_ms`, as [`Function::handle`] applies each record: the
+    /// client's channels overdue at `now_ms` are closed first (see the crate docs).
+    pub async fn apply_at(
+        &self,
+        event: &LifecycleEvent,
+        now_ms: u64,
+    ) -> Result<Effect, PresenceError> {
+        self.run(Rule::new(event.clone()), Some(now_ms)).await
+    }
+
+    /// Closes `closures` (overdue channels), each through the whole cycle: (count, notices).
+    async fn close_overdue(
+        &self,
+        closures: Vec<LifecycleEvent>,
+    ) -> Result<(usize, usize), PresenceError> {
         let mut notices = 0;
+        let count = closures.len();
+        for event in closures {
+            warn!(
+                client_id = %event.client_id,
+                channel_id = %event.channel_id,
+                offline_at = event.time_ms,
+                "channel open longer than the longest connection (its offline event was lost): closing it (MAX_SESSION_EXCEEDED)"
+            );
+            // Boxed: `run` calls this, which calls `run` (without a clock: no further closures).
+            let effect = Box::pin(self.run(Rule::new(event), None)).await?;
+            notices += effect.notices;
+        }
+        Ok((count, notices))
+    }
+
+    async fn run(&self, mut rule: Rule, now_ms: Option<u64>) -> Result<Effect, PresenceError> {
+        let mut notices = 0;
+        let mut closed = 0;
+        // Overdue channels are looked for once, on the first read.
+        let mut check = now_ms;
         while rule.attempts() < MAX_ATTEMPTS {
             let snapshot = self.store.read(&rule.event().client_id).await?;
+            if let Some(now_ms) = check.take() {
+                let closures =
+                    overdue_closures(&rule.event().client_id, &snapshot.presence, now_ms);
+                if !closures.is_empty() {
+                    let (count, sent) = self.close_overdue(closures).await?;
+                    closed += count;
+                    notices += sent;
+                    // Decide the record's event on the state the closures left.
+                    continue;
+                }
+            }
             let (transition, batch, write) = match rule.decide(&snapshot) {
                 Step::Duplicate { transition } => {
                     debug!("duplicate event: nothing to write");
-                    return Ok(self.logged(&rule, transition, false, notices));
+                    return Ok(self.logged(&rule, transition, false, notices, closed));
                 }
                 Step::Write {
                     transition,
@@ -253,7 +333,7 @@ impl Function {
             notices += batch.len();
             match self.store.write(&write).await? {
                 WriteOutcome::Written => {
-                    return Ok(self.logged(&rule, transition, true, notices));
+                    return Ok(self.logged(&rule, transition, true, notices, closed));
                 }
                 WriteOutcome::Conflict => {
                     warn!(
@@ -272,13 +352,21 @@ impl Function {
         })
     }
 
-    fn logged(&self, rule: &Rule, transition: Transition, changed: bool, notices: usize) -> Effect {
+    fn logged(
+        &self,
+        rule: &Rule,
+        transition: Transition,
+        changed: bool,
+        notices: usize,
+        closed: usize,
+    ) -> Effect {
         let event = rule.event();
         let effect = Effect {
             transition,
             changed,
             attempts: rule.attempts(),
             notices,
+            closed,
         };
         info!(
             client_id = %event.client_id,
@@ -287,6 +375,7 @@ impl Function {
             transition = ?effect.transition,
             changed = effect.changed,
             attempts = effect.attempts,
+            closed = effect.closed,
             notices = effect.notices,
             "lifecycle event applied"
         );

@@ -9,6 +9,7 @@
 //! - [`deadletter`]: the pure policy for failed records: a permanent failure goes to the
 //!   DLQ at once with a `classroom.failure` attribute saying why, a retryable one comes back
 //!   after a capped exponential backoff (the driver's `Settler` applies it, over SQS).
+//! - [`metrics`]: metrics as CloudWatch Embedded Metric Format log lines (no API call).
 //! - `sqs` (`sqs`): the SQS sender, `SendMessageBatch` in chunks of 10 (and 256 KiB), each
 //!   entry's failure mapped back to its message.
 //! - `mqtt` (`mqtt`): the MQTT 5 publisher over `rumqttc`: one connection per container, a
@@ -38,6 +39,7 @@ pub mod config;
 pub mod deadletter;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod metrics;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 #[cfg(feature = "secrets")]
@@ -51,6 +53,7 @@ pub mod telemetry;
 pub use batch::{BatchError, Record, Settler, each_record, process_batch};
 pub use batch::{Fanout, Outcome, RecordError};
 pub use config::{ConfigError, Env};
+pub use metrics::Metrics;
 #[cfg(feature = "mqtt")]
 pub use mqtt::{
     ClientTls, MqttPublisher, MqttSettings, PublishError, RootsFrom, TlsError, TlsSettings,

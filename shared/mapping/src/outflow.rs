@@ -509,11 +509,19 @@ mod tests {
         let big = vec![b'x'; crate::config::Limits::default().payload_max_bytes + 1];
         assert_eq!(
             refused_of(&record("roomSend/message", "GID_student@@@001", &big)),
-            Some(("GID_student@@@001".into(), "/message".into(), "payload_too_large"))
+            Some((
+                "GID_student@@@001".into(),
+                "/message".into(),
+                "payload_too_large"
+            ))
         );
         assert_eq!(
             refused_of(&record("roomSend/message/12+3", "GID_student@@@001", b"hi")),
-            Some(("GID_student@@@001".into(), "/refused".into(), "invalid_topic"))
+            Some((
+                "GID_student@@@001".into(),
+                "/refused".into(),
+                "invalid_topic"
+            ))
         );
     }
 
@@ -529,6 +537,9 @@ mod tests {
             refused_of(&record("elsewhere/message", "GID_student@@@001", b"hi")),
             None
         );
-        assert_eq!(refused_of(&record("elsewhere/+", "GID_student@@@001", b"hi")), None);
+        assert_eq!(
+            refused_of(&record("elsewhere/+", "GID_student@@@001", b"hi")),
+            None
+        );
     }
 }

@@ -117,6 +117,13 @@ where
             failed.push((record, e));
         }
     }
+    let metrics = settler.map(|s| crate::Metrics::new(s.function()));
+    if let Some(m) = &metrics {
+        m.count("RecordsIn", total as u64);
+        for (_, e) in &failed {
+            m.count_by("RecordsFailed", "ErrorKind", e.kind(), 1);
+        }
+    }
     let dead_lettered_before = failed.len();
     let still_failed = match settler {
         Some(settler) => settler.settle(failed).await,
@@ -138,12 +145,18 @@ where
     for message_id in &still_failed {
         response.add_failure(*message_id);
     }
+    let dead_lettered = dead_lettered_before - still_failed.len();
     info!(
         records = total,
         failed = still_failed.len(),
-        dead_lettered = dead_lettered_before - still_failed.len(),
+        dead_lettered,
         "batch done"
     );
+    if let Some(m) = metrics {
+        m.count("RecordsDeadLettered", dead_lettered as u64);
+        m.count("RecordsRetried", still_failed.len() as u64);
+        m.emit();
+    }
     Ok(response)
 }
 

@@ -44,6 +44,11 @@ impl Settler {
         }
     }
 
+    /// The function it settles for.
+    pub fn function(&self) -> &'static str {
+        self.function
+    }
+
     /// Sends permanent failures to `queue_url`.
     pub fn dead_letter_to(mut self, queue_url: impl Into<String>) -> Self {
         self.dead_letter_url = Some(queue_url.into());
