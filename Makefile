@@ -28,6 +28,9 @@ help:
 	@echo "make up / down   start / stop the local stack (make stack-status: ports and logs)"
 	@echo "make test-e2e    end-to-end and security tests on a fresh local stack"
 	@echo "make bench-e2e   chat latency through the local stack, highest rate with 0 loss"
+	@echo "make bench-restart  1,000 downlink notices through two broker restarts, before/after the backoff"
+	@echo "make fuzz        every parser of untrusted input under AFL++ (FUZZ_SECONDS per target, 60)"
+	@echo "make chaos       kill -9 / SIGSTOP the stack's parts mid-stream: sent, delivered, lost, recovery"
 	@echo "make web         serve the teacher and student pages (after make up) and print the URLs"
 	@echo "make test-web    the browser test (headless Debian chromium, three contexts)"
 	@echo "make build       cargo lambda build --release of every function (ARCH=arm64|x86_64)"
@@ -167,6 +170,12 @@ bench-flood: setup-local
 bench-restart: setup-local
 	$(LOCAL_BUILD)
 	$(LOCAL_BIN)/bench-restart
+
+# Every parser of untrusted input under AFL++ (cargo-afl), FUZZ_SECONDS (60) per target:
+# inputs run, paths, crashes and hangs per target (tests/fuzz/README.md).
+.PHONY: fuzz
+fuzz: deps
+	tests/fuzz/run.sh
 
 bench: bench-mapping bench-inflow bench-presence bench-moderation bench-signin bench-cold
 

@@ -68,6 +68,7 @@ FUNCTION_ENV = {
         "STUDENT_GROUPS",
     },
     "presence-query": {"PRESENCE_TABLE"},
+    "presence-sweep": {"PRESENCE_TABLE", "ATTENDANCE_TABLE", "DOWNLINK_QUEUE_URL"},
     "token": {
         "TOKEN_TABLE",
         "ENROLLMENT_TABLE",

@@ -31,7 +31,7 @@ def test_every_binary_is_a_crate_in_functions(template: Template) -> None:
     assert inv.check_binaries_are_crates(template) == []
 
 
-def test_the_template_declares_the_seven_functions(template: Template) -> None:
+def test_the_template_declares_the_eight_functions(template: Template) -> None:
     binaries = {inv.binary(fn) for fn in inv.resources(template, inv.FUNCTION).values()}
     assert binaries == set(inv.FUNCTION_ENV)
 

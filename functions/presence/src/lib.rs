@@ -90,6 +90,19 @@ impl From<PresenceError> for RecordError {
     }
 }
 
+/// What one sweep did ([`Function::sweep`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Clients with a channel open longer than the longest connection.
+    pub clients: usize,
+    /// Channels closed.
+    pub closed: usize,
+    /// Status notices sent.
+    pub notices: usize,
+    /// Clients whose closing failed (logged; the next sweep tries again).
+    pub failed: usize,
+}
+
 /// What one event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Effect {
@@ -277,6 +290,49 @@ impl Function {
         now_ms: u64,
     ) -> Result<Effect, PresenceError> {
         self.run(Rule::new(event.clone()), Some(now_ms)).await
+    }
+
+    /// The scheduled sweep: closes every channel still open `mapping::presence::MAX_SESSION_MS`
+    /// (24 h + 10 min) after its connect, for clients that never send another event (their
+    /// offline event was lost and they never came back), each as the next event would: the
+    /// channel closed with `MAX_SESSION_EXCEEDED`, the offline notice to the client's rooms when
+    /// it was the last one open. One client's failure does not stop the others.
+    pub async fn sweep(&self, now_ms: u64) -> Result<Swept, PresenceError> {
+        let cutoff = now_ms.saturating_sub(mapping::presence::MAX_SESSION_MS);
+        let clients = self.store.open_since_before(cutoff).await?;
+        let mut swept = Swept {
+            clients: clients.len(),
+            ..Swept::default()
+        };
+        for client in &clients {
+            let closed = async {
+                let snapshot = self.store.read(client).await?;
+                let closures = overdue_closures(client, &snapshot.presence, now_ms);
+                self.close_overdue(closures).await
+            };
+            match Box::pin(closed).await {
+                Ok((count, notices)) => {
+                    swept.closed += count;
+                    swept.notices += notices;
+                }
+                Err(e) => {
+                    warn!(client_id = %client, error = %e, "sweep: closing failed; the next sweep tries again");
+                    swept.failed += 1;
+                }
+            }
+        }
+        info!(
+            clients = swept.clients,
+            closed = swept.closed,
+            notices = swept.notices,
+            failed = swept.failed,
+            "sweep done"
+        );
+        let metrics = Metrics::new("presence-sweep");
+        metrics.count("ChannelsClosedAtBound", swept.closed as u64);
+        metrics.count("SweepFailures", swept.failed as u64);
+        metrics.emit();
+        Ok(swept)
     }
 
     /// Closes `closures` (overdue channels), each through the whole cycle: (count, notices).

@@ -727,3 +727,57 @@ async fn a_channel_whose_offline_event_was_lost_is_closed_at_the_next_event_afte
     assert_eq!((late.changed, late.notices, late.closed), (false, 0, 0));
     assert!(s.downlink().await.is_empty());
 }
+
+#[tokio::test]
+async fn the_sweep_closes_the_channel_of_a_client_who_never_comes_back() {
+    use mapping::presence::{MAX_SESSION_EXCEEDED, MAX_SESSION_MS};
+    const T0: u64 = 1_732_240_000_000;
+    let s = stack().await;
+    s.join("1", STUDENT).await;
+    let client = ClientId::parse(STUDENT).unwrap();
+    let connect = |time_ms, channel: &str| LifecycleEvent {
+        client_id: client.clone(),
+        kind: LifecycleKind::Connect,
+        time_ms,
+        channel_id: channel.to_owned(),
+        client_ip: None,
+        reason: None,
+    };
+    s.function.apply_at(&connect(T0, "lost"), T0).await.unwrap();
+    assert_eq!(s.downlink().await.len(), 1, "the online notice");
+
+    // At the bound nothing is overdue yet.
+    let early = s.function.sweep(T0 + MAX_SESSION_MS).await.unwrap();
+    assert_eq!((early.clients, early.closed, early.notices), (0, 0, 0));
+    assert!(s.downlink().await.is_empty());
+
+    // Past it, with no further event from the client: closed, and the room told.
+    let swept = s.function.sweep(T0 + MAX_SESSION_MS + 1).await.unwrap();
+    assert_eq!(
+        (swept.clients, swept.closed, swept.notices, swept.failed),
+        (1, 1, 1, 0)
+    );
+    let notices = s.downlink().await;
+    assert_eq!(notices.len(), 1);
+    assert_eq!(notices[0].0, "/status/1");
+    assert_eq!(notices[0].2["type"], "offline");
+    let snapshot = s.function.query(&client).await.unwrap();
+    let off = snapshot.presence.channels["lost"]
+        .offline
+        .clone()
+        .expect("closed");
+    assert_eq!(off.at, T0 + MAX_SESSION_MS);
+    assert_eq!(
+        off.reason.as_ref().map(|r| r.as_str()),
+        Some(MAX_SESSION_EXCEEDED)
+    );
+
+    // A second sweep finds nothing left to close.
+    let again = s
+        .function
+        .sweep(T0 + MAX_SESSION_MS + 60_000)
+        .await
+        .unwrap();
+    assert_eq!((again.clients, again.closed), (0, 0));
+    assert!(s.downlink().await.is_empty());
+}

@@ -143,6 +143,45 @@ impl PresenceStore {
         futures::future::try_join_all(clients.iter().map(|c| self.read(c))).await
     }
 
+    /// The clients with a channel connected before `connected_before_ms` and not closed: the
+    /// sweep's candidates (channels whose offline event may have been lost), each once, in
+    /// key order. One paginated Scan of the presence table with a filter: its cost grows with
+    /// the table (channel items expire 15 days after their offline event), fine on the
+    /// sweep's schedule (every 10 minutes) at classroom scale.
+    pub async fn open_since_before(
+        &self,
+        connected_before_ms: u64,
+    ) -> Result<Vec<ClientId>, StoreError> {
+        let mut clients = std::collections::BTreeSet::new();
+        let mut start = None;
+        loop {
+            let resp = self
+                .client
+                .scan()
+                .table_name(&self.presence_table)
+                .filter_expression("#c < :before AND attribute_not_exists(#off)")
+                .expression_attribute_names("#c", a::CONNECTED_AT)
+                .expression_attribute_names("#off", a::OFFLINE_AT)
+                .expression_attribute_values(":before", n(connected_before_ms))
+                .projection_expression("#k")
+                .expression_attribute_names("#k", a::CLIENT_ID)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::sdk("Scan", &self.presence_table, &e))?;
+            for item in resp.items.unwrap_or_default() {
+                // A client ID the table holds was valid when written; skip one that is not.
+                if let Some(Ok(id)) = get_s(&item, a::CLIENT_ID).map(ClientId::parse) {
+                    clients.insert(id);
+                }
+            }
+            match resp.last_evaluated_key.filter(|k| !k.is_empty()) {
+                None => return Ok(clients.into_iter().collect()),
+                Some(last) => start = Some(last),
+            }
+        }
+    }
+
     /// Reads all of a client's items, the head with its rooms included (one strongly
     /// consistent Query, paginated only for a client with more than 1 MB of channels).
     pub async fn read(&self, client: &ClientId) -> Result<Snapshot, StoreError> {

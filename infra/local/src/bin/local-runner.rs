@@ -5,7 +5,9 @@
 //! queues `UPLINK_QUEUE_URL` (outflow), `DOWNLINK_QUEUE_URL` (inflow), `PRESENCE_QUEUE_URL`
 //! (presence), `BACKEND_QUEUE_URL` (moderation), and optionally
 //! `LOCAL_FUNCTIONS` (comma-separated subset), `LOCAL_BATCH_SIZE` (10), `LOCAL_WAIT_SECONDS`
-//! (20), `LOCAL_POLLERS` (2 per function), `FUNCTION_TIMEOUT` (20 s).
+//! (20), `LOCAL_POLLERS` (2 per function), `FUNCTION_TIMEOUT` (20 s), `LOCAL_SWEEP_SECONDS`
+//! (600: how often the presence sweep runs, as PresenceSweepFunction's schedule does in AWS;
+//! 0 = never).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -71,17 +73,32 @@ async fn run() -> Result<(), kit::ConfigError> {
                     |f, e| async move { f.handle(e).await },
                 ),
             },
-            "presence" => Source {
-                name: name.into(),
-                queue_url: env.required("PRESENCE_QUEUE_URL", "presence's source queue")?,
-                handler: handler(
-                    Arc::new(presence::Function::from_env_with(
-                        &env.scoped("PRESENCE_FUNCTION"),
-                        &sdk,
-                    )?),
-                    |f, e| async move { f.handle(e).await },
-                ),
-            },
+            "presence" => {
+                let function = Arc::new(presence::Function::from_env_with(
+                    &env.scoped("PRESENCE_FUNCTION"),
+                    &sdk,
+                )?);
+                // The schedule of PresenceSweepFunction (every 10 minutes in AWS).
+                let every: u64 = env.parse_or("LOCAL_SWEEP_SECONDS", 600)?;
+                if every > 0 {
+                    let sweeper = Arc::clone(&function);
+                    tokio::spawn(async move {
+                        let mut tick = tokio::time::interval(Duration::from_secs(every));
+                        tick.tick().await;
+                        loop {
+                            tick.tick().await;
+                            if let Err(e) = sweeper.sweep(kit::now_ms()).await {
+                                tracing::warn!(error = %e, "presence sweep failed");
+                            }
+                        }
+                    });
+                }
+                Source {
+                    name: name.into(),
+                    queue_url: env.required("PRESENCE_QUEUE_URL", "presence's source queue")?,
+                    handler: handler(function, |f, e| async move { f.handle(e).await }),
+                }
+            }
             "moderation" => Source {
                 name: name.into(),
                 queue_url: env.required("BACKEND_QUEUE_URL", "moderation's source queue")?,
