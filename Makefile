@@ -171,6 +171,13 @@ bench-restart: setup-local
 	$(LOCAL_BUILD)
 	$(LOCAL_BIN)/bench-restart
 
+# Issue 13's chaos on one fresh local stack: runner and bridge kill -9 mid-stream, Mosquitto
+# SIGSTOP 8 s, moto SIGSTOP 30 s: sent / delivered / duplicated / lost and time to recover.
+.PHONY: chaos
+chaos: setup-local
+	$(LOCAL_BUILD)
+	$(LOCAL_BIN)/chaos
+
 # Every parser of untrusted input under AFL++ (cargo-afl), FUZZ_SECONDS (60) per target:
 # inputs run, paths, crashes and hangs per target (tests/fuzz/README.md).
 .PHONY: fuzz
