@@ -115,19 +115,35 @@ impl Stack {
         })
     }
 
-    /// Stops the stack's Mosquitto with `signal` (`-TERM`: it saves its persistence; `-KILL`:
-    /// a crash), waits until it is gone, waits `down_for`, and starts it again with the same
-    /// configuration (its log appended, its pid file updated so `down` still stops it).
-    /// Returns when its token listener accepts connections again.
-    pub fn restart_broker(&self, signal: &str, down_for: Duration) -> Result<(), Error> {
-        let pid_file = self.dir.join("pids/mosquitto.pid");
-        let pid = std::fs::read_to_string(&pid_file)?.trim().to_owned();
-        let killed = std::process::Command::new("kill")
+    /// The pid of one of the stack's processes (`mosquitto`, `bridge`, `runner`, `api`, `moto`).
+    pub fn pid(&self, name: &str) -> Result<String, Error> {
+        Ok(
+            std::fs::read_to_string(self.dir.join(format!("pids/{name}.pid")))?
+                .trim()
+                .to_owned(),
+        )
+    }
+
+    /// Sends `signal` (`-STOP`, `-CONT`, `-KILL`, `-TERM`) to one of the stack's processes.
+    pub fn signal(&self, name: &str, signal: &str) -> Result<(), Error> {
+        let pid = self.pid(name)?;
+        let sent = std::process::Command::new("kill")
             .args([signal, &pid])
             .status()?;
-        if !killed.success() {
-            return Err(Error::Stack(format!("kill {signal} {pid} failed")));
+        if sent.success() {
+            Ok(())
+        } else {
+            Err(Error::Stack(format!("kill {signal} {name} ({pid}) failed")))
         }
+    }
+
+    /// Stops one of the stack's processes with `signal` (`-TERM`, or `-KILL` for a crash),
+    /// waits until it is gone, waits `down_for`, and starts it again as `stack.sh up` did
+    /// (`mosquitto`, `bridge` or `runner`; its log appended, its pid file updated so `down`
+    /// still stops it). For Mosquitto, returns when its token listener is back.
+    pub fn restart(&self, name: &str, signal: &str, down_for: Duration) -> Result<(), Error> {
+        let pid = self.pid(name)?;
+        self.signal(name, signal)?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::path::Path::new(&format!("/proc/{pid}")).exists()
             && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -136,7 +152,7 @@ impl Stack {
         {
             if Instant::now() > deadline {
                 return Err(Error::Stack(format!(
-                    "mosquitto {pid} did not stop on {signal}"
+                    "{name} {pid} did not stop on {signal}"
                 )));
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -145,26 +161,109 @@ impl Stack {
         let log = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
-            .open(self.dir.join("logs/mosquitto.log"))?;
-        let child = std::process::Command::new("mosquitto")
-            .arg("-c")
-            .arg(self.dir.join("mosquitto/mosquitto.conf"))
+            .open(self.dir.join(format!("logs/{name}.log")))?;
+        let bin = |b: &str| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| repo_root().join("target"), PathBuf::from)
+                .join("debug")
+                .join(b)
+        };
+        let mut cmd = match name {
+            "mosquitto" => {
+                let mut c = std::process::Command::new("mosquitto");
+                c.arg("-c").arg(self.dir.join("mosquitto/mosquitto.conf"));
+                c
+            }
+            "bridge" => std::process::Command::new(bin("rules-bridge")),
+            "runner" => std::process::Command::new(bin("local-runner")),
+            other => return Err(Error::Stack(format!("cannot restart {other}"))),
+        };
+        if name != "mosquitto" {
+            cmd.envs(&self.env).env("RUST_LOG", "warn");
+        }
+        let child = cmd
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;
-        std::fs::write(&pid_file, child.id().to_string())?;
-        let port = self.mqtt_port();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                return Err(Error::Stack(
-                    "mosquitto did not come back within 10 s".into(),
-                ));
+        std::fs::write(
+            self.dir.join(format!("pids/{name}.pid")),
+            child.id().to_string(),
+        )?;
+        if name == "mosquitto" {
+            let port = self.mqtt_port();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if Instant::now() > deadline {
+                    return Err(Error::Stack(
+                        "mosquitto did not come back within 10 s".into(),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
         Ok(())
+    }
+
+    /// As [`Stack::restart`] for Mosquitto.
+    pub fn restart_broker(&self, signal: &str, down_for: Duration) -> Result<(), Error> {
+        self.restart("mosquitto", signal, down_for)
+    }
+
+    /// Sends one system notice per ID into the downlink queue: see [`send_notices`]; spawned,
+    /// so it goes on while the caller restarts parts of the stack.
+    pub async fn spawn_notices(
+        &self,
+        ids: Vec<String>,
+        batches_per_second: u32,
+    ) -> tokio::task::JoinHandle<usize> {
+        let sqs = self.sqs().await;
+        let queue = self.var("DOWNLINK_QUEUE_URL").to_owned();
+        tokio::spawn(async move { send_notices(&sqs, &queue, &ids, batches_per_second).await })
+    }
+
+    /// A backend subscriber to `topic` (QoS 1, persistent session, reconnecting by itself
+    /// after the broker restarts) that records the `key` field (`msgId` for notices, `msg`
+    /// for a chat's text) of each JSON message it receives, with when it arrived.
+    pub async fn observer(
+        &self,
+        client_id: &str,
+        topic: &str,
+        key: &'static str,
+    ) -> Result<Observer, Error> {
+        let endpoint = self.endpoint_for(&self.backend())?;
+        let mut mo = MqttOptions::new(client_id, "127.0.0.1", endpoint.port);
+        if let Some(tls) = &endpoint.tls {
+            mo.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls.config()),
+            ));
+        }
+        mo.set_clean_session(false);
+        mo.set_keep_alive(Duration::from_secs(5));
+        let (client, mut eventloop) = AsyncClient::new(mo, 10_000);
+        let seen: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+        let record = Arc::clone(&seen);
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let json: Value = serde_json::from_slice(&p.payload).unwrap_or_default();
+                        if let Some(id) = json.get(key).and_then(Value::as_str)
+                            && let Ok(mut s) = record.lock()
+                        {
+                            s.push((id.to_owned(), Instant::now()));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        });
+        client
+            .subscribe(topic, QoS::AtLeastOnce)
+            .await
+            .map_err(|e| Error::Mqtt(e.to_string()))?;
+        Ok(Observer { client, seen })
     }
 
     /// Attaches to a stack someone else started (`make up`); not stopped on drop.
@@ -558,6 +657,94 @@ fn ok(answer: http::Response) -> Result<Value, Error> {
             "answered {}: {}",
             answer.status, answer.json
         )))
+    }
+}
+
+/// Sends one system notice per ID into the downlink queue `queue` (`/system`, body
+/// `{"type":"system","msgId":<id>,...}`), 10 per `SendMessageBatch`, `batches_per_second`
+/// batches a second; returns how many SQS refused (printed, not retried).
+pub async fn send_notices(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    ids: &[String],
+    batches_per_second: u32,
+) -> usize {
+    let sender = kit::SqsSender::new(sqs.clone());
+    let pause = Duration::from_millis(1000 / u64::from(batches_per_second.max(1)));
+    let mut refused = 0;
+    for chunk in ids.chunks(10) {
+        let batch: Vec<kit::OutgoingMessage> = chunk
+            .iter()
+            .map(|id| kit::OutgoingMessage {
+                body: serde_json::json!({"type": "system", "msgId": id, "text": "notice"})
+                    .to_string(),
+                attributes: vec![("mqttSecondTopic".into(), "/system".to_owned())],
+            })
+            .collect();
+        for r in sender.send_all(queue, &batch).await {
+            if let Err(e) = r {
+                eprintln!("send failed: {e}");
+                refused += 1;
+            }
+        }
+        tokio::time::sleep(pause).await;
+    }
+    refused
+}
+
+/// What [`Stack::observer`] received.
+pub struct Observer {
+    /// Its client (kept so the connection lives).
+    pub client: AsyncClient,
+    seen: Arc<Mutex<Vec<(String, Instant)>>>,
+}
+
+/// An observer's count of a set of messages.
+#[derive(Debug, Clone, Copy)]
+pub struct Tally {
+    /// Distinct wanted IDs received.
+    pub delivered: usize,
+    /// Receipts beyond the first of a wanted ID.
+    pub duplicates: usize,
+    /// When the last wanted one arrived.
+    pub last: Option<Instant>,
+}
+
+impl Observer {
+    /// The count of `wanted` so far.
+    pub fn tally(&self, wanted: &std::collections::HashSet<String>) -> Tally {
+        let Ok(seen) = self.seen.lock() else {
+            return Tally {
+                delivered: 0,
+                duplicates: 0,
+                last: None,
+            };
+        };
+        let mine: Vec<&(String, Instant)> =
+            seen.iter().filter(|(id, _)| wanted.contains(id)).collect();
+        let distinct: std::collections::HashSet<&str> =
+            mine.iter().map(|(id, _)| id.as_str()).collect();
+        Tally {
+            delivered: distinct.len(),
+            duplicates: mine.len() - distinct.len(),
+            last: mine.iter().map(|(_, at)| *at).max(),
+        }
+    }
+
+    /// Waits until every one of `wanted` arrived or `timeout` passed; then the count.
+    pub async fn wait_for(
+        &self,
+        wanted: &std::collections::HashSet<String>,
+        timeout: Duration,
+    ) -> Tally {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let t = self.tally(wanted);
+            if t.delivered == wanted.len() || Instant::now() > deadline {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }
 

@@ -12,53 +12,22 @@
 
 use std::collections::HashSet;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::{Stack, repo_root};
-use kit::{OutgoingMessage, SqsSender};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use e2e::{Stack, Tally, repo_root};
 
 struct Report {
     sent: usize,
-    delivered: usize,
-    duplicates: usize,
-    after_return: Option<Duration>,
+    tally: Tally,
+    back: Instant,
 }
 
-/// A backend subscriber that reconnects after each broker restart (persistent session, QoS 1)
-/// and records each notice ID with when it arrived.
-fn observe(stack: &Stack, seen: Arc<Mutex<Vec<(String, Instant)>>>) -> Result<AsyncClient, String> {
-    let endpoint = stack
-        .endpoint_for(&stack.backend())
-        .map_err(|e| e.to_string())?;
-    let mut mo = MqttOptions::new("bench-restart-observer", "127.0.0.1", endpoint.port);
-    if let Some(tls) = &endpoint.tls {
-        mo.set_transport(rumqttc::Transport::tls_with_config(
-            rumqttc::TlsConfiguration::Rustls(tls.config()),
-        ));
+impl Report {
+    fn after_return(&self) -> Option<Duration> {
+        self.tally
+            .last
+            .map(|l| l.saturating_duration_since(self.back))
     }
-    mo.set_clean_session(false);
-    mo.set_keep_alive(Duration::from_secs(5));
-    let (client, mut eventloop) = AsyncClient::new(mo, 10_000);
-    tokio::spawn(async move {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let json: serde_json::Value =
-                        serde_json::from_slice(&p.payload).unwrap_or_default();
-                    if let Some(id) = json.get("msgId").and_then(|v| v.as_str())
-                        && let Ok(mut s) = seen.lock()
-                    {
-                        s.push((id.to_owned(), Instant::now()));
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        }
-    });
-    Ok(client)
 }
 
 async fn one(name: &str, extra: &[(&str, &str)], notices: usize) -> Result<Report, String> {
@@ -67,84 +36,43 @@ async fn one(name: &str, extra: &[(&str, &str)], notices: usize) -> Result<Repor
     let mut env = vec![("RUST_LOG_LOCAL", "warn")];
     env.extend_from_slice(extra);
     let mut stack = Stack::start(&dir, &env).map_err(|e| e.to_string())?;
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let observer = observe(&stack, Arc::clone(&seen))?;
-    observer
-        .subscribe("room/system", QoS::AtLeastOnce)
+    let observer = stack
+        .observer("bench-restart-observer", "room/system", "msgId")
         .await
         .map_err(|e| e.to_string())?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-
-    let sender = SqsSender::new(stack.sqs().await);
-    let queue = stack.var("DOWNLINK_QUEUE_URL").to_owned();
     let run = uuid::Uuid::new_v4().simple().to_string();
     let ids: Vec<String> = (0..notices).map(|i| format!("{run}-{i}")).collect();
-    let send_ids = ids.clone();
-    let sending = tokio::spawn(async move {
-        for chunk in send_ids.chunks(10) {
-            let batch: Vec<OutgoingMessage> = chunk
-                .iter()
-                .map(|id| OutgoingMessage {
-                    body:
-                        serde_json::json!({"type": "system", "msgId": id, "text": "restart bench"})
-                            .to_string(),
-                    attributes: vec![("mqttSecondTopic".into(), "/system".to_owned())],
-                })
-                .collect();
-            for r in sender.send_all(&queue, &batch).await {
-                if let Err(e) = r {
-                    eprintln!("send failed: {e}");
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    let report = {
+        let sending = stack.spawn_notices(ids.clone(), 10).await;
+        let mut back = Instant::now();
+        for at in [Duration::from_secs(2), Duration::from_secs(4)] {
+            tokio::time::sleep(at).await;
+            tokio::task::block_in_place(|| stack.restart_broker("-TERM", Duration::from_secs(2)))
+                .map_err(|e| e.to_string())?;
+            back = Instant::now();
+            println!("   broker restarted");
         }
-    });
-    // Two restarts while the notices flow.
-    let mut back = Instant::now();
-    for at in [Duration::from_secs(2), Duration::from_secs(4)] {
-        tokio::time::sleep(at).await;
-        let s = &stack;
-        tokio::task::block_in_place(|| s.restart_broker("-TERM", Duration::from_secs(2)))
-            .map_err(|e| e.to_string())?;
-        back = Instant::now();
-        println!("   broker restarted");
-    }
-    sending.await.map_err(|e| e.to_string())?;
-    let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
-    let deadline = Instant::now() + Duration::from_secs(420);
-    let (delivered, last) = loop {
-        let (unique, last) = {
-            let s = seen.lock().map_err(|e| e.to_string())?;
-            let unique: HashSet<&str> = s.iter().map(|(id, _)| id.as_str()).collect();
-            let last = s.iter().map(|(_, at)| *at).max();
-            (unique.intersection(&wanted).count(), last)
-        };
-        if unique == notices || Instant::now() > deadline {
-            break (unique, last);
+        sending.await.map_err(|e| e.to_string())?;
+        let wanted: HashSet<String> = ids.iter().cloned().collect();
+        let tally = observer.wait_for(&wanted, Duration::from_secs(420)).await;
+        Report {
+            sent: notices,
+            tally,
+            back,
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let duplicates = seen
-        .lock()
-        .map(|s| s.len())
-        .unwrap_or(0)
-        .saturating_sub(delivered);
     stack.down();
-    Ok(Report {
-        sent: notices,
-        delivered,
-        duplicates,
-        after_return: last.map(|l| l.saturating_duration_since(back)),
-    })
+    Ok(report)
 }
 
 fn line(name: &str, r: &Report) -> String {
     format!(
         "{name:>6}: sent {}, delivered {}, duplicates {}, last delivered {} after the broker's second return",
         r.sent,
-        r.delivered,
-        r.duplicates,
-        r.after_return
+        r.tally.delivered,
+        r.tally.duplicates,
+        r.after_return()
             .map_or("-".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()))
     )
 }
@@ -161,7 +89,7 @@ async fn main() -> ExitCode {
         (Ok(b), Ok(a)) => {
             println!("{}", line("before", &b));
             println!("{}", line("after", &a));
-            if let (Some(b), Some(a)) = (b.after_return, a.after_return) {
+            if let (Some(b), Some(a)) = (b.after_return(), a.after_return()) {
                 println!(
                     " ratio: after / before = {:.3}",
                     a.as_secs_f64() / b.as_secs_f64().max(0.001)
