@@ -11,11 +11,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failure should panic
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod common;
 
+use std::time::{Duration, Instant};
+
+use common::{BACKEND_PASSWORD, Broker, now_s};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{
     ConnectProperties, Packet, PubAck, PubAckReason, Publish, SubAck, SubscribeReasonCode,
@@ -25,164 +25,9 @@ use signin::{KeySet, LifetimeBounds, Revocations, TokenRequest};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-const BACKEND_PASSWORD: &str = "backend-test-password";
 const STUDENT: &str = "GID_student@@@001";
 const OTHER: &str = "GID_student@@@002";
 const WAIT: Duration = Duration::from_secs(5);
-
-fn now_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// The plugin cargo built for this test: `<target>/debug/deps/libclassroom_broker_plugin.so`,
-/// next to this binary (cargo builds the library's `cdylib` there as a dependency of the test;
-/// the copy in `<target>/debug/` is refreshed only by a `cargo build` of the package), so
-/// `CARGO_TARGET_DIR` is honoured and the test never loads a stale plugin.
-fn plugin_path() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let so = exe.with_file_name("libclassroom_broker_plugin.so");
-    assert!(
-        so.exists(),
-        "{} is missing: run `cargo test -p broker-plugin`",
-        so.display()
-    );
-    so
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn write_atomically(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-/// A Mosquitto with the plugin, its key and revocation files in a temporary directory.
-struct Broker {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Broker {
-    /// Starts with `keys` in the key file (`None`: no key file) and no revocations.
-    fn start(keys: Option<&KeySet>) -> Self {
-        Self::start_with(keys, "")
-    }
-
-    /// As [`Broker::start`], with `extra` (whole lines) appended to mosquitto.conf.
-    fn start_with(keys: Option<&KeySet>, extra: &str) -> Self {
-        let mut broker = Self::spawn(extra);
-        if let Some(keys) = keys {
-            broker.set_keys(keys);
-        }
-        broker.wait_listening();
-        broker
-    }
-
-    /// Runs mosquitto with the generated configuration plus `extra`, without waiting for it.
-    fn spawn(extra: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let passwd = dir.path().join("passwd");
-        let status = Command::new("mosquitto_passwd")
-            .args(["-b", "-c"])
-            .arg(&passwd)
-            .args(["backend", BACKEND_PASSWORD])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("mosquitto_passwd is missing: run `make deps` (Debian's mosquitto)");
-        assert!(status.success());
-        let port = free_port();
-        let broker_dir = dir.path().display().to_string();
-        let conf = format!(
-            "user root\n\
-             per_listener_settings false\n\
-             listener {port} 127.0.0.1\n\
-             allow_anonymous false\n\
-             password_file {passwd}\n\
-             acl_file {acl}\n\
-             plugin {plugin}\n\
-             plugin_opt_keys_file {broker_dir}/keys.json\n\
-             plugin_opt_revocations_file {broker_dir}/revocations.json\n\
-             plugin_opt_backend_username backend\n\
-             set_tcp_nodelay true\n\
-             log_dest file {broker_dir}/mosquitto.log\n\
-             log_type error\nlog_type warning\nlog_type notice\nlog_type information\n\
-             connection_messages true\n\
-             {extra}",
-            passwd = passwd.display(),
-            acl = repo_root().join("infra/mosquitto/acl").display(),
-            plugin = plugin_path().display(),
-        );
-        std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
-        Self {
-            child: Command::new("mosquitto")
-                .arg("-c")
-                .arg(dir.path().join("mosquitto.conf"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("mosquitto is missing: run `make deps` (Debian's mosquitto)"),
-            dir,
-            port,
-        }
-    }
-
-    fn wait_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("mosquitto exited ({status}):\n{}", self.log());
-            }
-            assert!(Instant::now() < deadline, "mosquitto did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn set_keys(&self, keys: &KeySet) {
-        write_atomically(&self.dir.path().join("keys.json"), &keys.to_json());
-    }
-
-    fn set_keys_text(&self, text: &str) {
-        write_atomically(&self.dir.path().join("keys.json"), text);
-    }
-
-    fn set_revocations(&self, r: &Revocations) {
-        write_atomically(&self.dir.path().join("revocations.json"), &r.to_json());
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
-    }
-
-    fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A classroom token: read room `room` (message + status), `room/system`, own P2P; write
 /// `roomSend/message` and `roomSend/command`; rooms beyond the first add their topics.

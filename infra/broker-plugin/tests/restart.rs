@@ -11,11 +11,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure should panic
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod common;
 
+use std::time::{Duration, Instant};
+
+use common::{BACKEND_PASSWORD, Broker, now_s};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{ConnectProperties, Packet, Publish};
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -23,180 +23,10 @@ use signin::{KeySet, LifetimeBounds, TokenRequest};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-const BACKEND_PASSWORD: &str = "backend-test-password";
 const STUDENT: &str = "GID_student@@@001";
 const WAIT: Duration = Duration::from_secs(10);
 /// What the next run logs for each session it ends.
 const ENDED_LOG: &str = "was live when the broker stopped";
-
-fn now_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// The plugin cargo built for this test, next to this binary (see tests/broker.rs).
-fn plugin_path() -> PathBuf {
-    let so = std::env::current_exe()
-        .unwrap()
-        .with_file_name("libclassroom_broker_plugin.so");
-    assert!(
-        so.exists(),
-        "{} is missing: run `cargo test -p broker-plugin`",
-        so.display()
-    );
-    so
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A Mosquitto with the plugin that can be stopped, killed and started again on the same port
-/// with the same persistence and sessions file.
-struct Broker {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Broker {
-    /// Writes the configuration (plus `extra` lines) and the key file, and starts.
-    fn start(keys: &KeySet, extra: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let passwd = dir.path().join("passwd");
-        let status = Command::new("mosquitto_passwd")
-            .args(["-b", "-c"])
-            .arg(&passwd)
-            .args(["backend", BACKEND_PASSWORD])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("mosquitto_passwd is missing: run `make deps` (Debian's mosquitto)");
-        assert!(status.success());
-        let port = free_port();
-        let d = dir.path().display().to_string();
-        let conf = format!(
-            "user root\n\
-             per_listener_settings false\n\
-             listener {port} 127.0.0.1\n\
-             allow_anonymous false\n\
-             password_file {passwd}\n\
-             acl_file {acl}\n\
-             plugin {plugin}\n\
-             plugin_opt_keys_file {d}/keys.json\n\
-             plugin_opt_backend_username backend\n\
-             plugin_opt_sessions_file {d}/live-sessions.json\n\
-             persistence true\n\
-             persistence_location {d}/\n\
-             log_dest file {d}/mosquitto.log\n\
-             log_type error\nlog_type warning\nlog_type notice\nlog_type information\n\
-             connection_messages true\n\
-             {extra}",
-            passwd = passwd.display(),
-            acl = repo_root().join("infra/mosquitto/acl").display(),
-            plugin = plugin_path().display(),
-        );
-        std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
-        std::fs::write(dir.path().join("keys.json"), keys.to_json()).unwrap();
-        let mut broker = Self {
-            child: None,
-            dir,
-            port,
-        };
-        broker.run();
-        broker
-    }
-
-    /// Starts (again) and waits until it listens.
-    fn run(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let mut child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(self.dir.path().join("mosquitto.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is missing: run `make deps` (Debian's mosquitto)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("mosquitto exited ({status}):\n{}", self.log());
-            }
-            assert!(Instant::now() < deadline, "mosquitto did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.child = Some(child);
-    }
-
-    /// SIGTERM, and waits for the broker to exit (it saves its persistence first).
-    fn stop(&mut self) {
-        let mut child = self.child.take().expect("running");
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while child.try_wait().unwrap().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL (kill -9): no callback, no persistence saved, nothing.
-    fn kill9(&mut self) {
-        let mut child = self.child.take().expect("running");
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
-    }
-
-    fn sessions_file(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("live-sessions.json")).unwrap_or_default()
-    }
-
-    /// Waits until the log has `needle` at least `count` times.
-    async fn wait_log(&self, needle: &str, count: usize) {
-        let deadline = Instant::now() + WAIT;
-        while self.log().matches(needle).count() < count {
-            assert!(
-                Instant::now() < deadline,
-                "{needle:?} not logged {count} time(s):\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn token(keys: &KeySet, client: &str, jti: &str) -> String {
     let req = TokenRequest {
@@ -379,7 +209,7 @@ async fn restart_with_a_live_student(
     );
     broker.run();
     // The events go out on the first tick, before the backend is back.
-    broker.wait_log(ENDED_LOG, 1).await;
+    broker.wait_log(ENDED_LOG, 1, WAIT).await;
     let mut events = backend(broker.port).await;
     if resubscribe {
         events.subscribe("$aws/events/presence/#").await;
@@ -417,7 +247,7 @@ fn assert_ends(connected: &serde_json::Value, gone: &serde_json::Value) {
 #[tokio::test]
 async fn a_session_live_at_a_sigterm_is_disconnected_by_the_next_run() {
     let keys = KeySet::new("k1", vec![1; 32]).unwrap();
-    let mut broker = Broker::start(&keys, "");
+    let mut broker = Broker::start_with(Some(&keys), "");
     let (connected, gone, mut events) =
         restart_with_a_live_student(&mut broker, &keys, Stop::Sigterm, false).await;
     assert_ends(&connected, &gone);
@@ -450,7 +280,7 @@ async fn a_session_live_at_a_sigterm_is_disconnected_by_the_next_run() {
 async fn a_session_live_at_a_kill_9_is_disconnected_by_the_next_run() {
     let keys = KeySet::new("k1", vec![2; 32]).unwrap();
     // Autosave every second: the backend's persistent subscription survives the kill.
-    let mut broker = Broker::start(&keys, "autosave_interval 1\n");
+    let mut broker = Broker::start_with(Some(&keys), "autosave_interval 1\n");
     let (connected, gone, _events) =
         restart_with_a_live_student(&mut broker, &keys, Stop::Kill9, false).await;
     assert_ends(&connected, &gone);
@@ -460,7 +290,7 @@ async fn a_session_live_at_a_kill_9_is_disconnected_by_the_next_run() {
 async fn after_a_kill_9_before_any_autosave_a_backend_that_subscribes_anew_gets_the_events() {
     let keys = KeySet::new("k1", vec![3; 32]).unwrap();
     // No autosave: the kill loses the backend's session, which it has to subscribe anew.
-    let mut broker = Broker::start(&keys, "");
+    let mut broker = Broker::start_with(Some(&keys), "");
     let (connected, gone, mut events) =
         restart_with_a_live_student(&mut broker, &keys, Stop::Kill9, true).await;
     assert_ends(&connected, &gone);
