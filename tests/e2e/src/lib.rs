@@ -408,6 +408,25 @@ impl Stack {
         Ok(())
     }
 
+    /// Runs the admin CLI (`classroom <args>`, built in the debug directory) with this stack's
+    /// environment; its stdout, or its stderr as the error.
+    pub async fn classroom(&self, args: &[&str]) -> Result<String, Error> {
+        let out = tokio::process::Command::new(debug_dir().join("classroom"))
+            .args(args)
+            .envs(&self.env)
+            .output()
+            .await?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(Error::Stack(format!(
+                "classroom {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            )))
+        }
+    }
+
     /// Sends a system notice the way an operator does: `classroom notify <text>` (the admin
     /// CLI, run with this stack's environment). Falls back to a direct downlink-queue send when
     /// the CLI is not built; returns how it was sent.
@@ -1069,6 +1088,8 @@ impl Peer {
         }
         mo.set_clean_session(!opts.persistent);
         mo.set_keep_alive(Duration::from_secs(10));
+        // rumqttc's default is 10 KiB; the broker's limit is IoT Core's 128 KB.
+        mo.set_max_packet_size(256 * 1024, 256 * 1024);
         if let Some((u, p)) = &opts.credentials {
             mo.set_credentials(u, p);
         }

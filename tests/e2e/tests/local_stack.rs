@@ -1335,3 +1335,108 @@ async fn chat_and_join_in_a_room_without_enrollment_are_refused_and_reach_nobody
     .await;
     assert!(joined, "the join in its own room did not count");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local stack: run by `make test-e2e`"]
+async fn a_bad_downlink_is_in_its_dlq_within_seconds_and_classroom_dlq_shows_and_redrives_it() {
+    let s = stack();
+    let sqs = s.sqs().await;
+    // A sub-topic the inflow can never publish: a wildcard in a level.
+    let marker = format!("bad downlink {}", uuid::Uuid::new_v4().simple());
+    if let Err(e) = s
+        .send_downlink(&sqs, "/message/12+3", &json!({"msg": marker}))
+        .await
+    {
+        panic!("{e}");
+    }
+    let find = async |within: Duration| -> Option<Value> {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            let shown = s
+                .classroom(&["dlq", "show", "downlink", "--max", "100"])
+                .await;
+            if let Some(line) = shown
+                .ok()
+                .into_iter()
+                .flat_map(|out| out.lines().map(str::to_owned).collect::<Vec<_>>())
+                .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
+                .find(|l| l["body"].as_str().is_some_and(|b| b.contains(&marker)))
+            {
+                return Some(line);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        None
+    };
+    let Some(letter) = find(Duration::from_secs(20)).await else {
+        panic!("the bad downlink did not reach the downlink DLQ within 20 s")
+    };
+    assert_eq!(letter["failure"]["function"], "inflow", "{letter}");
+    assert_eq!(letter["failure"]["receiveCount"], 1, "{letter}");
+    assert_eq!(letter["failure"]["retryable"], false, "{letter}");
+    assert!(
+        letter["failure"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains('+')),
+        "the reason names the bad level: {letter}"
+    );
+    assert_eq!(
+        letter["attributes"]["mqttSecondTopic"]["stringValue"],
+        "/message/12+3"
+    );
+    let listed = match s.classroom(&["dlq", "list"]).await {
+        Ok(out) => out,
+        Err(e) => panic!("{e}"),
+    };
+    assert!(
+        listed.lines().any(|l| l.contains("\"downlink\"")
+            && l.contains(letter["failure"]["kind"].as_str().unwrap_or("?"))),
+        "{listed}"
+    );
+    // Redriven, it goes back through the inflow, fails the same way and is dead-lettered again
+    // (a new message, with its reason): nothing lost, nothing published.
+    let id = letter["messageId"].as_str().unwrap_or_default().to_owned();
+    let redriven = match s.classroom(&["dlq", "redrive", "downlink", &id]).await {
+        Ok(out) => out,
+        Err(e) => panic!("{e}"),
+    };
+    assert!(redriven.contains("\"redriven\":1"), "{redriven}");
+    let Some(again) = find(Duration::from_secs(20)).await else {
+        panic!("the redriven downlink did not come back to the DLQ")
+    };
+    assert_ne!(again["messageId"], letter["messageId"], "a new message");
+    assert_eq!(again["failure"]["receiveCount"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local stack: run by `make test-e2e`"]
+async fn a_chat_over_the_payload_limit_is_answered_with_too_large() {
+    let log = Transcript::new(false);
+    let room = "sec-13";
+    let mut sender = peer("sender", "GID_student@@@263", &[room], &log).await;
+    if let Err(e) = sender.subscribe_classroom(room).await {
+        panic!("{e}");
+    }
+    if let Err(e) = sender
+        .command(&json!({"type": "join", "roomId": room}))
+        .await
+    {
+        panic!("{e}");
+    }
+    // 65,537 bytes: under the broker's 128 KB, over the rule's PAYLOAD_MAX_BYTES (65,536).
+    let text = "x".repeat(65_537 - r#"{"roomId":"sec-13","msg":"","msgId":"big"}"#.len());
+    let body = json!({"roomId": room, "msg": text, "msgId": "big"});
+    assert_eq!(body.to_string().len(), 65_537);
+    if let Err(e) = sender.publish("roomSend/message", &body).await {
+        panic!("{e}");
+    }
+    let got = sender
+        .expect(WAIT, |m: &Msg| {
+            m.topic == "room/p2p/GID_student@@@263" && m.field("type") == "rejected"
+        })
+        .await;
+    let Some(notice) = got else {
+        panic!("no rejected notice:\n{}", log.lines().join("\n"))
+    };
+    assert_eq!(notice.field("reason"), "too_large", "{}", notice.raw);
+}
