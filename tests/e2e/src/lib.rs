@@ -750,6 +750,14 @@ impl Observer {
         }
     }
 
+    /// Every key received so far, in arrival order (repeats included).
+    pub fn received(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .map(|s| s.iter().map(|(id, _)| id.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// Waits until every one of `wanted` arrived or `timeout` passed; then the count.
     pub async fn wait_for(
         &self,

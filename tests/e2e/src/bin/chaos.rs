@@ -10,7 +10,10 @@
 //!
 //! For each it prints messages sent, delivered, duplicated (received more than once: at least
 //! once allows it, clients drop them by `msgId`), lost, and the time from the part's return
-//! to the last delivery. Bounded: each scenario waits at most 240 s for its messages (a record
+//! to the last delivery. Then the side effects that must not double: a teacher's mute sent
+//! while moto is stopped reaches the student's P2P topic as one mute (one `msgId`, however
+//! often delivered; counted by a backend subscriber that reconnects), and the student,
+//! connected once, has one attendance session. Bounded: each scenario waits at most 240 s for its messages (a record
 //! the killed runner had received is invisible for the queue's visibility timeout, 210 s, as
 //! after a Lambda crash mid-batch). Exit status 1 if anything was lost.
 
@@ -18,7 +21,7 @@ use std::collections::HashSet;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use e2e::{Observer, Stack, Tally, Transcript, repo_root};
+use e2e::{Observer, Peer, Stack, Tally, Transcript, repo_root};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(240);
@@ -80,17 +83,12 @@ fn pause(stack: &Stack, part: &str, secs: u64) -> Result<(), String> {
     stack.signal(part, "-CONT").map_err(|e| e.to_string())
 }
 
-async fn chats(stack: &Stack) -> Result<Row, String> {
-    let log = Transcript::new(false);
-    let room = "chaos-1";
-    let student = stack
-        .peer("student", "GID_student@@@901", &[room], false, &log)
-        .await
-        .map_err(|e| e.to_string())?;
-    student
-        .command(&json!({"type": "join", "roomId": room}))
-        .await
-        .map_err(|e| e.to_string())?;
+const ROOM: &str = "chaos-1";
+const STUDENT: &str = "GID_student@@@901";
+const TEACHER: &str = "GID_teacher@@@901";
+
+async fn chats(stack: &Stack, student: &Peer) -> Result<Row, String> {
+    let room = ROOM;
     let observer = stack
         .observer(
             "chaos-chat-observer",
@@ -143,7 +141,31 @@ async fn run() -> Result<Vec<Row>, String> {
         .await?,
     );
     println!("{}", rows[0].line());
-    rows.push(chats(&stack).await?);
+    let log = Transcript::new(false);
+    let student = stack
+        .peer("student", STUDENT, &[ROOM], false, &log)
+        .await
+        .map_err(|e| e.to_string())?;
+    let teacher = stack
+        .peer("teacher", TEACHER, &[ROOM], false, &log)
+        .await
+        .map_err(|e| e.to_string())?;
+    for p in [&student, &teacher] {
+        p.command(&json!({"type": "join", "roomId": ROOM}))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    // What reaches the student's P2P topic from now on (the joins are answered): only the mute.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let p2p = stack
+        .observer(
+            "chaos-p2p-observer",
+            &format!("room/p2p/{STUDENT}"),
+            "msgId",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    rows.push(chats(&stack, &student).await?);
     println!("{}", rows[1].line());
     rows.push(
         notices(&stack, &observer, "Mosquitto SIGSTOP 8 s", || {
@@ -152,17 +174,58 @@ async fn run() -> Result<Vec<Row>, String> {
         .await?,
     );
     println!("{}", rows[2].line());
-    rows.push(
+    // The teacher mutes the student 2 s into moto's stop: the bridge holds the command until
+    // SQS is back, moderation then writes the mute once.
+    let mute = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        teacher
+            .command(
+                &json!({"type": "mute", "roomId": ROOM, "target": STUDENT, "durationSecs": 600}),
+            )
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let (row, muted) = tokio::join!(
         notices(
             &stack,
             &observer,
             "moto SIGSTOP 30 s (SQS, DynamoDB)",
-            || pause(&stack, "moto", 30),
-        )
-        .await?,
+            || { pause(&stack, "moto", 30) }
+        ),
+        mute
     );
+    muted?;
+    rows.push(row?);
     println!("{}", rows[3].line());
+    // Side effects.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let mutes = p2p.received();
+    let distinct: HashSet<&String> = mutes.iter().collect();
+    let ddb = stack.ddb().await;
+    let sessions = ddb
+        .query()
+        .table_name(stack.var("ATTENDANCE_TABLE"))
+        .key_condition_expression("clientId = :c")
+        .expression_attribute_values(
+            ":c",
+            aws_sdk_dynamodb::types::AttributeValue::S(STUDENT.to_owned()),
+        )
+        .send()
+        .await
+        .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())?
+        .count();
+    println!(
+        "side effects: the mute sent during moto's stop reached the student {} time(s) as {} mute(s); the student's attendance sessions: {sessions} (connected once)",
+        mutes.len(),
+        distinct.len()
+    );
     stack.down();
+    if distinct.len() != 1 || sessions != 1 {
+        return Err(format!(
+            "a side effect doubled or went missing: {} mute(s), {sessions} attendance session(s)",
+            distinct.len()
+        ));
+    }
     Ok(rows)
 }
 
