@@ -68,12 +68,23 @@ fn error_response(status: StatusCode, kind: &str, message: &str) -> Response<Bod
 #[derive(Debug, Clone)]
 pub struct Function {
     store: PresenceStore,
+    /// Now, ms since the epoch: judges whether a channel outlived the longest connection.
+    clock: fn() -> u64,
 }
 
 impl Function {
     /// A query over a presence store.
     pub fn new(store: PresenceStore) -> Self {
-        Self { store }
+        Self {
+            store,
+            clock: kit::now_ms,
+        }
+    }
+
+    /// The same query with another clock (tests answering recorded events).
+    #[must_use]
+    pub fn with_clock(self, clock: fn() -> u64) -> Self {
+        Self { clock, ..self }
     }
 
     /// Builds the function from the environment: `PRESENCE_TABLE` and the shared rules
@@ -103,7 +114,7 @@ impl Function {
         let snapshots = self.store.read_many(clients).await?;
         // A channel open longer than any connection can last lost its offline event: it
         // counts as closed (`ClientPresence::as_of`), whether or not presence wrote it yet.
-        let now_ms = kit::now_ms();
+        let now_ms = (self.clock)();
         let current: Vec<_> = snapshots.iter().map(|s| s.presence.as_of(now_ms)).collect();
         Ok(query::answers(clients, current.iter()))
     }

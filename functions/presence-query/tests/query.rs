@@ -72,8 +72,10 @@ async fn one_client_and_a_batch_are_answered_from_the_presence_table() {
         apply(&writer, e).await;
     }
 
-    let query =
-        Function::from_env_with(&Env::from_map([("PRESENCE_TABLE", "presence")]), &sdk).unwrap();
+    // The events' own time: their channels are well within the longest connection.
+    let query = Function::from_env_with(&Env::from_map([("PRESENCE_TABLE", "presence")]), &sdk)
+        .unwrap()
+        .with_clock(|| 1_000);
     let one = query
         .handle(request("GET", "/presence/GID_student%40%40%40001", None))
         .await;
@@ -171,8 +173,10 @@ async fn the_invoke_fixtures_are_answered() {
         ),
     )
     .await;
-    let query =
-        Function::from_env_with(&Env::from_map([("PRESENCE_TABLE", "presence")]), &sdk).unwrap();
+    // The events' own time: their channels are well within the longest connection.
+    let query = Function::from_env_with(&Env::from_map([("PRESENCE_TABLE", "presence")]), &sdk)
+        .unwrap()
+        .with_clock(|| 1_000);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let fixture = |name: &str| {
         let text = std::fs::read_to_string(dir.join(name)).unwrap();
@@ -193,6 +197,14 @@ async fn the_invoke_fixtures_are_answered() {
         .map(|a| a["online"].as_bool().unwrap())
         .collect();
     assert_eq!(online, [true, false]);
+
+    // The same channel once it outlived the longest connection (24 h + the margin): its
+    // offline event was lost, so it counts as closed.
+    let later = Function::from_env_with(&Env::from_map([("PRESENCE_TABLE", "presence")]), &sdk)
+        .unwrap()
+        .with_clock(|| 100 + mapping::presence::MAX_SESSION_MS + 1);
+    let one = later.handle(fixture("one-client.json")).await;
+    assert_eq!(json_of(&one)["online"], false, "{}", json_of(&one));
     assert_eq!(
         std::fs::read_dir(&dir).unwrap().count(),
         2,
